@@ -1,0 +1,11 @@
+"""WebSocket URL routes of every app, in one list for the ASGI router."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from assistant_site.consumers import PingConsumer
+
+websocket_urlpatterns = [
+    path("ws/ping/", PingConsumer.as_asgi()),
+]

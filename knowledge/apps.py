@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class KnowledgeConfig(AppConfig):
+    name = "knowledge"
+    verbose_name = _("Knowledge")
+
+    def ready(self) -> None:
+        from audit import registry
+        from knowledge.models import KnowledgeBase
+
+        registry.register(KnowledgeBase)

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The run command: installs, migrates, creates roles and the first administrator, then runs
+# the web server (HTTP + WebSockets on 127.0.0.1:8000), Celery workers and beat, and a local
+# Chroma server. Ctrl-C stops all of it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+ensure_venv requirements.txt
+
+if [ ! -f .env ]; then
+    echo "==> writing .env from .env.example with freshly generated keys"
+    .venv/bin/python scripts/make_env.py .env.example .env
+fi
+set -a
+# shellcheck disable=SC1091
+source .env
+set +a
+export DJANGO_SETTINGS_MODULE=assistant_site.settings.base
+WEB_PORT="${WEB_PORT:-8000}"
+CHROMA_PORT="${CHROMA_PORT:-8001}"
+WEB_WORKERS="${WEB_WORKERS:-2}"
+
+mkdir -p var
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
+if [ -n "${DATABASE_URL:-}" ]; then
+    .venv/bin/python scripts/create_database.py "$DATABASE_URL"
+fi
+echo "==> migrating the database"
+.venv/bin/python manage.py migrate --noinput --verbosity 0
+compile_translations
+.venv/bin/python manage.py collectstatic --noinput --verbosity 0
+.venv/bin/python manage.py create_roles
+.venv/bin/python manage.py ensure_admin
+
+pids=()
+cleanup() {
+    trap - INT TERM EXIT
+    echo
+    echo "==> stopping"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+# start NAME COMMAND...: run in the background with each output line prefixed by NAME.
+start() {
+    local name="$1"; shift
+    "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+    pids+=("$!")
+}
+
+if [ -n "${CHROMA_URL:-}" ]; then
+    start chroma .venv/bin/chroma run --path var/chroma --host 127.0.0.1 --port "$CHROMA_PORT"
+fi
+if [ -n "${REDIS_URL:-}" ]; then
+    # Runs are I/O-bound (model calls): threads keep many in flight in one process.
+    start runs .venv/bin/celery -A assistant_site worker -Q runs -P threads -c 16 \
+        -n "runs@%h" --loglevel INFO
+    # Ingestion is CPU-bound: one prefork process, not competing with the web server.
+    start ingest .venv/bin/celery -A assistant_site worker -Q ingest -c 1 \
+        -n "ingest@%h" --loglevel INFO
+    start beat .venv/bin/celery -A assistant_site beat --loglevel INFO \
+        --schedule var/celerybeat-schedule
+else
+    echo "WARNING: REDIS_URL is not set: no Celery worker or beat; tasks run in the web process" >&2
+fi
+start web .venv/bin/uvicorn assistant_site.asgi:application --host 127.0.0.1 \
+    --port "$WEB_PORT" --workers "$WEB_WORKERS" --no-access-log --lifespan off
+
+cat <<MSG
+
+  Assistant Studio is starting on http://127.0.0.1:$WEB_PORT/
+    admin        http://127.0.0.1:$WEB_PORT/admin/
+    API docs     http://127.0.0.1:$WEB_PORT/api/docs/
+    readiness    http://127.0.0.1:$WEB_PORT/readyz
+    metrics      http://127.0.0.1:$WEB_PORT/metrics
+  Press Ctrl-C to stop everything.
+
+MSG
+# Stop everything as soon as any one process exits.
+wait -n
+echo "==> a process exited; stopping the others" >&2
+exit 1

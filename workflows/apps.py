@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class WorkflowsConfig(AppConfig):
+    name = "workflows"
+    verbose_name = _("Workflows")
+
+    def ready(self) -> None:
+        from audit import registry
+        from workflows.models import ModelEndpoint, Workflow
+
+        registry.register(Workflow)
+        registry.register(ModelEndpoint)

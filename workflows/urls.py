@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from workflows import api
+
+app_name = "workflows"
+
+urlpatterns = [
+    path("workflows/", api.WorkflowListApi.as_view(), name="workflow-list"),
+    path("workflows/create/", api.WorkflowCreateApi.as_view(), name="workflow-create"),
+    path("workflows/<uuid:pk>/", api.WorkflowDetailApi.as_view(), name="workflow-detail"),
+    path("workflows/<uuid:pk>/update/", api.WorkflowUpdateApi.as_view(), name="workflow-update"),
+    path("workflows/<uuid:pk>/delete/", api.WorkflowDeleteApi.as_view(), name="workflow-delete"),
+    path("model-endpoints/", api.ModelEndpointListApi.as_view(), name="endpoint-list"),
+    path("model-endpoints/create/", api.ModelEndpointCreateApi.as_view(), name="endpoint-create"),
+    path("model-endpoints/<int:pk>/", api.ModelEndpointDetailApi.as_view(), name="endpoint-detail"),
+    path(
+        "model-endpoints/<int:pk>/update/",
+        api.ModelEndpointUpdateApi.as_view(),
+        name="endpoint-update",
+    ),
+    path(
+        "model-endpoints/<int:pk>/delete/",
+        api.ModelEndpointDeleteApi.as_view(),
+        name="endpoint-delete",
+    ),
+]
