@@ -30,7 +30,7 @@ DROP FUNCTION IF EXISTS audit_entry_refuse_change();
 def _run(sql: str) -> Any:
     def apply(apps: Any, schema_editor: Any) -> None:
         if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
+            schema_editor.execute(sql, params=None)
 
     return apply
 
