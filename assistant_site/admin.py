@@ -43,6 +43,8 @@ class GuardedAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin[ModelT]): 
         return viewable(request.user, super().get_queryset(request))  # type: ignore[no-untyped-call]
 
     def _may(self, request: HttpRequest, action: str, obj: ModelT | None) -> bool:
+        if not request.user.is_active or not request.user.is_authenticated:
+            return False
         if obj is not None:
             return user_can(request.user, action, obj)
         if request.user.has_perm(permission_name(self.model, action)):

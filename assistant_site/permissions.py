@@ -70,6 +70,9 @@ def user_can(user: Any, action: str, obj: models.Model) -> bool:
 
 
 def viewable(user: Any, queryset: models.QuerySet[InstanceT]) -> models.QuerySet[InstanceT]:
+    if not user.is_authenticated:
+        # guardian would look up its "anonymous user" row, which we do not create.
+        return queryset.none()
     objects: models.QuerySet[InstanceT] = get_objects_for_user(
         user, permission_name(queryset.model, "view"), queryset, accept_global_perms=True
     )

@@ -1,7 +1,7 @@
 """Roles are Django groups holding model-wide permissions; object grants come on top.
 
-The table in docs/roles.md is generated from ROLES (see tests/assistant_site/test_roles.py,
-which checks the two agree). A permission whose model does not exist yet is skipped, so
+docs/roles.md describes this table for people; tests/test_docs.py checks the two agree.
+A permission whose model does not exist yet is skipped, so
 later apps extend a role by adding to this table.
 """
 

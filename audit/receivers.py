@@ -106,6 +106,11 @@ def _on_group_permission_change(
     pk_set: set[Any] | None,
     **kw: Any,
 ) -> None:
+    if action == "pre_clear":
+        # clear() names no permissions: record each one still held as a removal.
+        related = instance.group_set if reverse else instance.permissions  # type: ignore[attr-defined]
+        pk_set = set(related.values_list("pk", flat=True))
+        action = "post_remove"
     if action not in {"post_add", "post_remove"} or not pk_set:
         return
     verb = Actions.GROUP_PERMISSION_ADD if action == "post_add" else Actions.GROUP_PERMISSION_REMOVE

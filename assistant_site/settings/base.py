@@ -323,6 +323,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Workflows, knowledge bases, connectors, model endpoints and sharing.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
