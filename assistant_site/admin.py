@@ -22,6 +22,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from guardian.admin import ReinforcedGuardedModelAdminMixin
+from guardian.models import GroupObjectPermission, UserObjectPermission
 
 from assistant_site.crypto import EncryptedTextField, SecretDecryptionError, is_set
 from assistant_site.permissions import permission_name, user_can, viewable
@@ -163,3 +164,38 @@ class GuardedAdmin(ReinforcedGuardedModelAdminMixin, admin.ModelAdmin[ModelT]): 
                 extra={"field": field_name, "succeeded": context["error"] is None},
             )
         return render(request, "admin/secret_reveal.html", context)
+
+
+class _ObjectPermissionAdmin(admin.ModelAdmin[Any]):
+    """Every object grant in one list: who holds what on which object.
+
+    Grants are made on the object's own page (Object permissions) or through the sharing API;
+    here they can be reviewed and revoked. Each revoke is audited.
+    """
+
+    list_select_related = ("permission", "content_type")
+    list_filter = ("content_type", "permission__codename")
+    search_fields = ("object_pk", "permission__codename", "user__username")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=gettext_lazy("object"))
+    def target(self, grant: Any) -> str:
+        return f"{grant.content_type.app_label}.{grant.content_type.model} #{grant.object_pk}: " + (
+            str(grant.content_object) if grant.content_object is not None else "?"
+        )
+
+
+@admin.register(UserObjectPermission)
+class UserObjectPermissionAdmin(_ObjectPermissionAdmin):
+    list_display = ("user", "permission", "target")
+
+
+@admin.register(GroupObjectPermission)
+class GroupObjectPermissionAdmin(_ObjectPermissionAdmin):
+    list_display = ("group", "permission", "target")
+    search_fields = ("object_pk", "permission__codename", "group__name")
