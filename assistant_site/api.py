@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from assistant_site.permissions import guarded_model, user_can, viewable
+from assistant_site.permissions import guarded_model, object_actions, user_can, viewable
 from assistant_site.sharing import (
     SharingError,
     object_grants,
@@ -60,11 +60,11 @@ class GrantInputSerializer(serializers.Serializer[Any]):
 
 
 class ObjectGrantsApi(_SharedObjectMixin, APIView):
-    """Who holds which permission on one object (users and groups)."""
+    """Who holds which permission on one object (users and groups); needs change on it."""
 
     @extend_schema(responses=GrantsOutputSerializer)
     def get(self, request: Request, label: str, pk: str) -> Response:
-        obj = self.shared_object(request, label, pk, "view")
+        obj = self.shared_object(request, label, pk, "change")
         return Response(object_grants(obj))
 
 
@@ -74,6 +74,13 @@ class _GrantChangeApi(_SharedObjectMixin, APIView):
         payload = GrantInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
+        if data["permission"] in object_actions(type(obj)) and not user_can(
+            request.user, data["permission"], obj
+        ):
+            # Sharing can pass on only what the caller holds: no escalation through grants.
+            self.permission_denied(
+                request, message=f"you cannot share {data['permission']!r}: you do not hold it"
+            )
         try:
             self.apply(
                 obj=obj, action=data["permission"], user=data.get("user"), group=data.get("group")

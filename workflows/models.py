@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from assistant_site.crypto import EncryptedTextField
 from assistant_site.permissions import register_guarded
+from assistant_site.validators import validate_service_url
 
 
 @register_guarded
@@ -52,7 +53,12 @@ class ModelEndpoint(models.Model):
 
     name = models.CharField(_("name"), max_length=100, unique=True)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.CHAT)
-    base_url = models.URLField(_("base URL"), help_text=_("For example http://vllm:8000/v1"))
+    base_url = models.CharField(
+        _("base URL"),
+        max_length=500,
+        validators=[validate_service_url],
+        help_text=_("For example http://vllm:8000/v1"),
+    )
     model = models.CharField(_("served model name"), max_length=200)
     api_key = EncryptedTextField(_("API key"))
     enabled = models.BooleanField(_("enabled"), default=True)

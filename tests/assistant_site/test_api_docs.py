@@ -10,11 +10,15 @@ def test_openapi_schema_describes_the_api(admin_client: Client) -> None:
     assert response.status_code == 200
     schema = response.json()
     assert schema["info"]["title"] == "Assistant Studio API"
-    for path in ("/api/workflows/", "/api/model-endpoints/create/",
-                 "/api/sharing/{label}/{id}/grant/"):
+    for path in (
+        "/api/workflows/",
+        "/api/model-endpoints/create/",
+        "/api/sharing/{label}/{id}/grant/",
+    ):
         assert path in schema["paths"]
     endpoint = schema["components"]["schemas"]["ModelEndpointOutput"]["properties"]
-    assert "api_key_set" in endpoint and "api_key" not in endpoint
+    assert "api_key_set" in endpoint
+    assert "api_key" not in endpoint
 
 
 @pytest.mark.django_db
@@ -22,7 +26,8 @@ def test_browsable_docs_load_their_assets_locally(admin_client: Client) -> None:
     page = admin_client.get("/api/docs/").content.decode()
     assert "swagger-ui" in page
     # No CDN: the machine may have no internet, and the CSP allows only 'self'.
-    assert "cdn." not in page and "unpkg" not in page
+    assert "cdn." not in page
+    assert "unpkg" not in page
 
 
 def test_api_refuses_anonymous_callers(client: Client) -> None:

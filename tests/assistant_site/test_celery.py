@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
@@ -11,20 +12,27 @@ def test_task_round_trip_through_redis_with_a_real_worker(redis_url: str) -> Non
     assert not settings.CELERY_TASK_ALWAYS_EAGER
     assert app.conf.broker_url == redis_url
     # The worker consumes the declared queues in a thread of this process, over real Redis.
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=["runs"], shutdown_timeout=10):
+    with start_worker(
+        app, pool="solo", perform_ping_check=False, queues=["runs"], shutdown_timeout=10
+    ):
         result = ping_task.delay("你好")
         answer = result.get(timeout=20)
     assert answer["echo"] == "你好"
     assert result.status == "SUCCESS"
     # The answer travelled through the result backend in Redis, not through memory.
     assert app.conf.result_backend == redis_url
-    assert result.backend.get(result.backend.get_key_for_task(result.id)) is not None
+    stored = redis.Redis.from_url(redis_url)
+    try:
+        assert stored.exists(f"celery-task-meta-{result.id}") == 1
+    finally:
+        stored.close()
 
 
 def test_knowledge_tasks_route_to_the_ingest_queue() -> None:
     route = app.amqp.router.route({}, "knowledge.tasks.ingest_document", args=(), kwargs={})
     assert route["queue"].name == "ingest"
-    assert app.amqp.router.route({}, "workflows.tasks.run_start", args=(), kwargs={})[
-        "queue"
-    ].name == "runs"
+    assert (
+        app.amqp.router.route({}, "workflows.tasks.run_start", args=(), kwargs={})["queue"].name
+        == "runs"
+    )
     assert {queue.name for queue in app.conf.task_queues} == {"runs", "ingest"}

@@ -64,7 +64,9 @@ def test_chinese_text_is_written_as_text_not_escapes() -> None:
 def test_each_response_carries_a_request_id(client: Client) -> None:
     first = client.get("/healthz")["X-Request-ID"]
     second = client.get("/healthz")["X-Request-ID"]
-    assert first and second and first != second
+    assert first
+    assert second
+    assert first != second
     assert client.get("/healthz", HTTP_X_REQUEST_ID="trace-abc.1")["X-Request-ID"] == "trace-abc.1"
     # A malformed incoming id is replaced, never echoed.
     assert client.get("/healthz", HTTP_X_REQUEST_ID="bad id\n<x>")["X-Request-ID"] != "bad id\n<x>"

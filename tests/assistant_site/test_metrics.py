@@ -22,17 +22,24 @@ def test_metrics_count_requests_by_route_template_method_and_status(client: Clie
     before = _sample(
         client.get("/metrics").content.decode(),
         "assistant_http_requests_total",
-        method="GET", route="/healthz", status="200",
+        method="GET",
+        route="/healthz",
+        status="200",
     )
     client.get("/healthz")
     client.get("/healthz")
     client.get("/no/such/page")
     body = client.get("/metrics").content.decode()
-    after = _sample(body, "assistant_http_requests_total",
-                    method="GET", route="/healthz", status="200")
+    after = _sample(
+        body, "assistant_http_requests_total", method="GET", route="/healthz", status="200"
+    )
     assert after == before + 2
-    assert _sample(body, "assistant_http_requests_total",
-                   method="GET", route="<unmatched>", status="404") >= 1
+    assert (
+        _sample(
+            body, "assistant_http_requests_total", method="GET", route="<unmatched>", status="404"
+        )
+        >= 1
+    )
     assert "assistant_http_request_duration_seconds_bucket" in body
 
 
@@ -61,8 +68,11 @@ def test_metrics_accept_only_the_right_bearer_token(client: Client) -> None:
 
 
 def test_metrics_merge_samples_from_several_processes(tmp_path: Path) -> None:
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
-           "DJANGO_SETTINGS_MODULE": "assistant_site.settings.test"}
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DJANGO_SETTINGS_MODULE": "assistant_site.settings.test",
+    }
     increment = (
         "from assistant_site.metrics import HTTP_REQUESTS as c; "
         "c.labels('/api/x/', 'GET', '200').inc(3)"
@@ -71,8 +81,16 @@ def test_metrics_merge_samples_from_several_processes(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-c", increment], env=env, cwd=REPO, check=True)
     render = "from assistant_site.metrics import render_latest; print(render_latest().decode())"
     output = subprocess.run(
-        [sys.executable, "-c", render], env=env, cwd=REPO, check=True, capture_output=True,
+        [sys.executable, "-c", render],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
         text=True,
     ).stdout
-    assert _sample(output, "assistant_http_requests_total",
-                   method="GET", route="/api/x/", status="200") == 6.0
+    assert (
+        _sample(
+            output, "assistant_http_requests_total", method="GET", route="/api/x/", status="200"
+        )
+        == 6.0
+    )

@@ -17,7 +17,10 @@ def test_readyz_reports_each_service_and_fails_when_redis_stops(
         body = ready.json()
         assert body["status"] == "ready"
         assert {name for name, check in body["checks"].items() if check["ok"]} == {
-            "database", "redis", "broker", "chroma"
+            "database",
+            "redis",
+            "broker",
+            "chroma",
         }
 
         process.terminate()

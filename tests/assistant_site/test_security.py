@@ -25,7 +25,11 @@ def test_check_deploy_passes_with_production_settings() -> None:
     env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_HTTPS", "CI"}}
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env={**env, **PRODUCTION_ENV}, cwd=REPO, capture_output=True, text=True, timeout=120,
+        env={**env, **PRODUCTION_ENV},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -36,7 +40,12 @@ def test_check_deploy_flags_a_missing_secrets_key() -> None:
     env = {**os.environ, **PRODUCTION_ENV, "SECRETS_KEYS": ""}
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode != 0
     assert "assistant.W001" in result.stdout + result.stderr
@@ -45,7 +54,8 @@ def test_check_deploy_flags_a_missing_secrets_key() -> None:
 def test_responses_carry_browser_security_headers(client: Client) -> None:
     response = client.get("/healthz")
     policy = response["Content-Security-Policy"]
-    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "default-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["X-Frame-Options"] == "DENY"
     assert response["Referrer-Policy"] == "same-origin"
@@ -54,7 +64,9 @@ def test_responses_carry_browser_security_headers(client: Client) -> None:
 @pytest.mark.django_db
 def test_https_mode_sends_hsts_and_secure_cookies() -> None:
     with override_settings(
-        SECURE_SSL_REDIRECT=True, SECURE_HSTS_SECONDS=31_536_000, SESSION_COOKIE_SECURE=True,
+        SECURE_SSL_REDIRECT=True,
+        SECURE_HSTS_SECONDS=31_536_000,
+        SESSION_COOKIE_SECURE=True,
         CSRF_COOKIE_SECURE=True,
     ):
         client = Client()
@@ -78,9 +90,7 @@ def test_repeated_failed_logins_lock_the_account_out(settings: object, make_user
     limit = settings.AXES_FAILURE_LIMIT  # type: ignore[attr-defined]
     for _ in range(limit):
         client.post("/admin/login/", {"username": "dora", "password": "wrong password"})
-    locked = client.post(
-        "/admin/login/", {"username": "dora", "password": "correct horse battery"}
-    )
+    locked = client.post("/admin/login/", {"username": "dora", "password": "correct horse battery"})
     assert locked.status_code == 429
     assert "_auth_user_id" not in client.session
     # Another address is not locked out for this user name.

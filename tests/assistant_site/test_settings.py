@@ -23,7 +23,11 @@ def _start(env: dict[str, str], code: str = _SHOW) -> subprocess.CompletedProces
     return subprocess.run(
         [sys.executable, "-c", code],
         env={**base, "DJANGO_SETTINGS_MODULE": "assistant_site.settings.base", **env},
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -57,7 +61,9 @@ def test_without_service_urls_the_embedded_defaults_are_used_with_warnings() -> 
     result = _start({"DJANGO_SECRET_KEY": "k" * 50, "LOG_FORMAT": "text"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "django.db.backends.sqlite3", "True", "channels.layers.InMemoryChannelLayer",
+        "django.db.backends.sqlite3",
+        "True",
+        "channels.layers.InMemoryChannelLayer",
         "django.core.cache.backends.locmem.LocMemCache",
     ]
     assert "DATABASE_URL is not set" in result.stderr
@@ -65,14 +71,18 @@ def test_without_service_urls_the_embedded_defaults_are_used_with_warnings() -> 
 
 
 def test_service_urls_select_postgresql_redis_and_a_worker_queue() -> None:
-    result = _start({
-        "DJANGO_SECRET_KEY": "k" * 50,
-        "DATABASE_URL": "postgres://u@db.internal:5432/studio",
-        "REDIS_URL": "redis://cache.internal:6379/0",
-    })
+    result = _start(
+        {
+            "DJANGO_SECRET_KEY": "k" * 50,
+            "DATABASE_URL": "postgres://u@db.internal:5432/studio",
+            "REDIS_URL": "redis://cache.internal:6379/0",
+        }
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "django.db.backends.postgresql", "False", "channels_redis.core.RedisChannelLayer",
+        "django.db.backends.postgresql",
+        "False",
+        "channels_redis.core.RedisChannelLayer",
         "django.core.cache.backends.redis.RedisCache",
     ]
 
@@ -82,9 +92,7 @@ def test_the_channel_layer_disables_the_redis_socket_timeout() -> None:
         "import django; django.setup(); from django.conf import settings as s; "
         "print(s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0])"
     )
-    result = _start(
-        {"DJANGO_SECRET_KEY": "k" * 50, "REDIS_URL": "redis://127.0.0.1:6379/0"}, code
-    )
+    result = _start({"DJANGO_SECRET_KEY": "k" * 50, "REDIS_URL": "redis://127.0.0.1:6379/0"}, code)
     assert "'socket_timeout': None" in result.stdout, result.stderr
 
 

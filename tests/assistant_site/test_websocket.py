@@ -17,11 +17,23 @@ from tests.conftest import REPO, free_port, wait_for_port
 def asgi_server(redis_url: str) -> Iterator[int]:
     """The real ASGI application under uvicorn, with the channels-redis layer on Redis."""
     port = free_port()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "assistant_site.settings.test",
-           "REDIS_URL": redis_url}
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "assistant_site.settings.test",
+        "REDIS_URL": redis_url,
+    }
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "uvicorn"), "assistant_site.asgi:application",
-         "--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log"],
+        [
+            str(Path(sys.executable).parent / "uvicorn"),
+            "assistant_site.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--no-access-log",
+        ],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
