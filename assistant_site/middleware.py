@@ -45,6 +45,7 @@ class RequestIdMiddleware:
                 ip=client_ip(request),
                 user_agent=request.headers.get("User-Agent", "")[:512],
                 source="admin" if request.path.startswith("/admin/") else "api",
+                request=request,
             )
         )
         try:

@@ -1,4 +1,4 @@
-"""Per-request facts (request id, client address, user agent, actor) as context variables.
+"""Per-request facts (request id, address, user agent, the request) as context variables.
 
 Set by middleware, read by logging and the audit trail; contextvars follow a request across
 the thread hops of Django's ASGI handler. Celery tasks and management commands see the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,9 @@ class RequestContext:  # frozen, hence safe as a ContextVar default
     actor_id: int | None = None
     actor_username: str = ""
     source: str = "system"
+    # The HTTP request being served. Its user is read when an entry is written, not when the
+    # request arrives, because API authentication (DRF) sets the user later than middleware.
+    request: Any = None
 
 
 _current: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(

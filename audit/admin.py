@@ -6,7 +6,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Max, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
@@ -94,7 +94,12 @@ class AuditEntryAdmin(admin.ModelAdmin[AuditEntry]):
         if not self._may_export(request):
             raise PermissionDenied
         changelist = self.get_changelist_instance(request)
-        queryset: QuerySet[AuditEntry] = changelist.get_queryset(request).order_by("seq")
+        # The file holds the trail as it stood before this export was recorded (the rows are
+        # read lazily, after the entry below is written), so it matches the recorded count.
+        head = AuditEntry.objects.aggregate(head=Max("seq"))["head"] or 0
+        queryset: QuerySet[AuditEntry] = (
+            changelist.get_queryset(request).filter(seq__lte=head).order_by("seq")
+        )
         audit_record(
             action=Actions.AUDIT_EXPORT,
             target_type=AuditEntry._meta.label_lower,
@@ -119,8 +124,8 @@ def _csv_value(value: Any) -> str:
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
     text = "" if value is None else str(value)
-    # A cell starting with = + - @ would run as a formula in a spreadsheet.
-    return "'" + text if text[:1] in {"=", "+", "-", "@"} else text
+    # A cell starting with = + - @ (or tab / carriage return) runs as a formula in a spreadsheet.
+    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
 
 
 AuditEntryAdmin.export_csv_view.short_description = _("Export CSV")  # type: ignore[attr-defined]

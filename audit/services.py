@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import connection, models, transaction
 from django.utils import timezone
+from django.utils.ipv6 import clean_ipv6_address
 
 from assistant_site import request_context
 from assistant_site.metrics import AUDIT_ENTRIES
@@ -40,10 +42,23 @@ class Actions:
 
 
 def _actor_fields(actor: Any) -> tuple[int | None, str]:
+    context = request_context.current()
+    if actor is None and context.request is not None:
+        actor = getattr(context.request, "user", None)
     if actor is not None and getattr(actor, "is_authenticated", False):
         return actor.pk, actor.get_username()
-    context = request_context.current()
     return context.actor_id, context.actor_username
+
+
+def _stored_ip(ip: str | None) -> str | None:
+    # The database keeps IPv6 addresses in canonical form ("2001:DB8:0::1" reads back as
+    # "2001:db8::1"): hash the form that will be read back, or the entry fails verification.
+    if ip and ":" in ip:
+        try:
+            return clean_ipv6_address(ip)
+        except ValidationError:
+            return None
+    return ip
 
 
 def audit_record(
@@ -87,7 +102,7 @@ def audit_record(
             extra=extra or {},
             source=context.source,
             request_id=context.request_id,
-            ip=context.ip,
+            ip=_stored_ip(context.ip),
             user_agent=context.user_agent,
             prev_hash=prev_hash,
         )
