@@ -31,3 +31,18 @@ def test_language_choice_persists_across_requests(client: Client) -> None:
     client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/admin/login/"})
     page = client.get("/admin/login/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "用户名" in page
+
+
+def test_every_string_of_ours_has_a_chinese_translation() -> None:
+    import re
+
+    from tests.conftest import REPO
+
+    catalogue = (REPO / "locale/zh_Hans/LC_MESSAGES/django.po").read_text(encoding="utf-8")
+    entries = catalogue.split("\n\n")[1:]  # the first block is the header
+    untranslated = [
+        entry
+        for entry in entries
+        if re.search(r'^msgstr ""(?!\n")', entry, re.MULTILINE) or "#, fuzzy" in entry
+    ]
+    assert untranslated == []
