@@ -61,8 +61,7 @@ if [ -n "${REDIS_URL:-}" ]; then
     # Ingestion is CPU-bound: one prefork process, not competing with the web server.
     start ingest .venv/bin/celery -A assistant_site worker -Q ingest -c 1 \
         -n "ingest@%h" --loglevel INFO
-    start beat .venv/bin/celery -A assistant_site beat --loglevel INFO \
-        --schedule var/celerybeat-schedule
+    start beat .venv/bin/celery -A assistant_site beat --loglevel INFO
 else
     echo "WARNING: REDIS_URL is not set: no Celery worker or beat; tasks run in the web process" >&2
 fi
