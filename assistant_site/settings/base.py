@@ -1,6 +1,6 @@
 """Settings for every environment, read from environment variables.
 
-Each variable is documented in ``.env.example`` and ``docs/settings.md``. A service URL
+Each variable is documented in ``.env.example`` and the README (Settings). A service URL
 that is absent selects the embedded default (SQLite, eager Celery, in-memory channel layer,
 local-memory cache) and is reported as a warning at start-up.
 """
