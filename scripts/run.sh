@@ -18,7 +18,8 @@ set +a
 export DJANGO_SETTINGS_MODULE=assistant_site.settings.base
 WEB_PORT="${WEB_PORT:-8000}"
 CHROMA_PORT="${CHROMA_PORT:-8001}"
-WEB_WORKERS="${WEB_WORKERS:-2}"
+# Without Redis the channel layer lives in one process's memory: one web process then.
+WEB_WORKERS="${WEB_WORKERS:-$([ -n "${REDIS_URL:-}" ] && echo 2 || echo 1)}"
 
 mkdir -p var
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
@@ -27,12 +28,7 @@ rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 if [ -n "${DATABASE_URL:-}" ]; then
     .venv/bin/python scripts/create_database.py "$DATABASE_URL"
 fi
-echo "==> migrating the database"
-.venv/bin/python manage.py migrate --noinput --verbosity 0
-compile_translations
-.venv/bin/python manage.py collectstatic --noinput --verbosity 0
-.venv/bin/python manage.py create_roles
-.venv/bin/python manage.py ensure_admin
+.venv/bin/python manage.py prepare_site
 
 pids=()
 cleanup() {
