@@ -1,0 +1,58 @@
+"""The workflow graph DSL: nodes and edges as JSON, validated by pydantic.
+
+The format is documented in docs/workflow-dsl.md. ``format_version`` lets a later format be
+told apart from this one; an unknown version is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT_VERSION: Literal[1] = 1
+NODE_ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+INPUT_HANDLE = "in"
+DEFAULT_OUTPUT_HANDLE = "out"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Position(_Strict):
+    x: float = 0.0
+    y: float = 0.0
+
+
+class NodeSpec(_Strict):
+    id: str = Field(pattern=NODE_ID_PATTERN, description="Stable id, used in templates")
+    type: str = Field(min_length=1, max_length=64)
+    type_version: int = Field(default=1, ge=1)
+    name: str = Field(default="", max_length=200)
+    config: dict[str, Any] = Field(default_factory=dict)
+    position: Position = Field(default_factory=Position)
+
+
+class EdgeSpec(_Strict):
+    id: str = Field(min_length=1, max_length=100)
+    source: str
+    source_handle: str = DEFAULT_OUTPUT_HANDLE
+    target: str
+    target_handle: str = INPUT_HANDLE
+
+
+class WorkflowGraph(_Strict):
+    format_version: Literal[1] = FORMAT_VERSION
+    nodes: list[NodeSpec] = Field(default_factory=list)
+    edges: list[EdgeSpec] = Field(default_factory=list)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+    def node(self, node_id: str) -> NodeSpec | None:
+        return next((node for node in self.nodes if node.id == node_id), None)
+
+    def outgoing(self, node_id: str) -> list[EdgeSpec]:
+        return [edge for edge in self.edges if edge.source == node_id]
+
+    def incoming(self, node_id: str) -> list[EdgeSpec]:
+        return [edge for edge in self.edges if edge.target == node_id]

@@ -1,0 +1,100 @@
+"""The node contract. Every node type subclasses :class:`Node` (see nodes/README.md).
+
+A node type declares a pydantic ``Config`` (extra fields forbidden; its JSON Schema feeds the
+editor), its category, its outputs and its output branches, and implements ``run``. Nodes
+never persist anything: the engine records inputs, outputs and timings in the trace.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from workflows.engine import templates
+from workflows.engine.graph import DEFAULT_OUTPUT_HANDLE
+
+
+class NodeCategory(enum.StrEnum):
+    TRIGGER = "trigger"
+    PROCESSING = "processing"
+    OUTPUT = "output"
+
+
+class NodeConfig(BaseModel):
+    """Base of every node type's Config: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class NodeContext:
+    """What a running node may read: the template variables of its run."""
+
+    variables: dict[str, Any]
+
+    def render(self, source: str) -> str:
+        return templates.render(source, self.variables)
+
+
+@dataclass
+class NodeResult:
+    """A node's outcome. ``branch`` names the output handle the run follows next."""
+
+    outputs: dict[str, Any] = field(default_factory=dict)
+    branch: str = DEFAULT_OUTPUT_HANDLE
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @classmethod
+    def failure(cls, message: str) -> NodeResult:
+        return cls(error=message)
+
+
+ConfigT = TypeVar("ConfigT", bound=NodeConfig)
+
+
+class Node(ABC, Generic[ConfigT]):
+    type_id: ClassVar[str]
+    version: ClassVar[int] = 1
+    category: ClassVar[NodeCategory]
+    title: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type[NodeConfig]]
+    # Output name -> JSON type ("string", "object", "array", "boolean", "number").
+    outputs: ClassVar[dict[str, str]] = {}
+    # Config fields whose values are templates (checked at validation, rendered at run).
+    template_fields: ClassVar[tuple[str, ...]] = ()
+    # A terminal node ends its path: it has no output handle.
+    terminal: ClassVar[bool] = False
+
+    def __init__(self, node_id: str, config: ConfigT) -> None:
+        self.node_id = node_id
+        self.config = config
+
+    @classmethod
+    def branches(cls, config: NodeConfig) -> list[str]:
+        """Output handles; a node that decides between paths names one per path."""
+        return [] if cls.terminal else [DEFAULT_OUTPUT_HANDLE]
+
+    @classmethod
+    def required_branches(cls, config: NodeConfig) -> list[str]:
+        """Handles that must be connected for the graph to be valid."""
+        return []
+
+    @classmethod
+    def template_sources(cls, config: NodeConfig) -> dict[str, str]:
+        """Field path -> template source, for validation."""
+        return {name: getattr(config, name) for name in cls.template_fields}
+
+    @abstractmethod
+    async def run(self, context: NodeContext) -> NodeResult:
+        """Do the node's work. Expected failures return ``NodeResult.failure(...)``."""
