@@ -25,6 +25,27 @@ class Position(_Strict):
     y: float = 0.0
 
 
+ERROR_HANDLE = "error"
+
+
+class NodePolicy(_Strict):
+    """How the engine treats one node: time limit, retries, and what a failure does."""
+
+    timeout_s: float = Field(default=60.0, gt=0, le=3600, title="Timeout (seconds)")
+    retries: int = Field(default=0, ge=0, le=10, title="Retries after a failure")
+    retry_backoff_s: float = Field(
+        default=1.0, ge=0, le=300, title="First retry delay (seconds), doubled each time"
+    )
+    on_error: Literal["fail", "continue", "error_branch"] = Field(
+        default="fail",
+        title="On failure",
+        description="fail the run; continue with the default output; or follow the 'error' branch",
+    )
+    default_output: dict[str, Any] = Field(
+        default_factory=dict, title="Outputs used when continuing after a failure"
+    )
+
+
 class NodeSpec(_Strict):
     id: str = Field(pattern=NODE_ID_PATTERN, description="Stable id, used in templates")
     type: str = Field(min_length=1, max_length=64)
@@ -32,6 +53,7 @@ class NodeSpec(_Strict):
     name: str = Field(default="", max_length=200)
     config: dict[str, Any] = Field(default_factory=dict)
     position: Position = Field(default_factory=Position)
+    policy: NodePolicy = Field(default_factory=NodePolicy)
 
 
 class EdgeSpec(_Strict):

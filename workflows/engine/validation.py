@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from workflows.engine import templates
-from workflows.engine.graph import INPUT_HANDLE, EdgeSpec, WorkflowGraph
+from workflows.engine.graph import ERROR_HANDLE, INPUT_HANDLE, EdgeSpec, NodeSpec, WorkflowGraph
 from workflows.nodes import registry
 from workflows.nodes.base import NodeCategory, NodeConfig
 
@@ -61,6 +61,14 @@ def _shape_problems(data: Any, error: ValidationError) -> list[Problem]:
             Problem("invalid_graph", item["msg"], node_id, edge_id, _location(loc) or None)
         )
     return problems
+
+
+def branch_handles(node_type: Any, config: NodeConfig, spec: NodeSpec) -> list[str]:
+    """The node's output handles, plus 'error' when its policy routes failures there."""
+    handles: list[str] = list(node_type.branches(config))
+    if spec.policy.on_error == "error_branch":
+        handles.append(ERROR_HANDLE)
+    return handles
 
 
 class _Checker:
@@ -165,20 +173,25 @@ class _Checker:
                     field="target",
                 )
                 continue
-            node_type, config = self.types.get(edge.source), self.configs.get(edge.source)
-            if node_type is not None and config is not None:
-                handles = node_type.branches(config)
-                if edge.source_handle not in handles:
-                    self.add(
-                        "dangling_edge",
-                        f"node {edge.source!r} has no output {edge.source_handle!r}"
-                        f" (it has: {', '.join(handles) or 'none'})",
-                        edge_id=edge.id,
-                        node_id=edge.source,
-                        field="source_handle",
-                    )
-                    continue
+            handles = self.handles(edge.source)
+            if handles is not None and edge.source_handle not in handles:
+                self.add(
+                    "dangling_edge",
+                    f"node {edge.source!r} has no output {edge.source_handle!r}"
+                    f" (it has: {', '.join(handles) or 'none'})",
+                    edge_id=edge.id,
+                    node_id=edge.source,
+                    field="source_handle",
+                )
+                continue
             self.edges.append(edge)
+
+    def handles(self, node_id: str) -> list[str] | None:
+        node_type, config = self.types.get(node_id), self.configs.get(node_id)
+        spec = self.graph.node(node_id)
+        if node_type is None or config is None or spec is None:
+            return None
+        return branch_handles(node_type, config, spec)
 
     def check_cycles(self) -> None:
         sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
@@ -215,7 +228,10 @@ class _Checker:
             if node_type is None or config is None:
                 continue
             connected = {edge.source_handle for edge in self.edges if edge.source == node.id}
-            for handle in node_type.required_branches(config):
+            required = list(node_type.required_branches(config))
+            if node.policy.on_error == "error_branch":
+                required.append(ERROR_HANDLE)
+            for handle in required:
                 if handle not in connected:
                     self.add(
                         "unconnected_branch",
@@ -223,6 +239,13 @@ class _Checker:
                         node_id=node.id,
                         field=f"branches.{handle}",
                     )
+
+    def outputs_of(self, node_id: str) -> list[str]:
+        node_type, spec = self.types.get(node_id), self.graph.node(node_id)
+        names = list(node_type.outputs) if node_type is not None else []
+        if spec is not None and spec.policy.on_error == "error_branch":
+            names.append("error")  # what the error branch carries
+        return names
 
     def ancestors(self, node_id: str) -> set[str]:
         found: set[str] = set()
@@ -290,11 +313,15 @@ class _Checker:
                     "before this one",
                     **where,
                 )
-            elif source_type is not None and len(path) >= 3 and path[2] not in source_type.outputs:
+            elif (
+                source_type is not None
+                and len(path) >= 3
+                and (path[2] not in self.outputs_of(source_id))
+            ):
                 self.add(
                     "unknown_output",
                     f"line {ref.line}: node {source_id!r} has no output {path[2]!r} (it has: "
-                    f"{', '.join(source_type.outputs) or 'none'})",
+                    f"{', '.join(self.outputs_of(source_id)) or 'none'})",
                     **where,
                 )
         elif root == "vars" and len(path) >= 2 and path[1] not in self.graph.variables:

@@ -8,9 +8,8 @@ HERE = Path(__file__).parent
 
 
 def test_every_node_type_has_its_own_test_module() -> None:
-    missing = [
-        t.type_id for t in registry.all_types() if not (HERE / f"test_{t.type_id}.py").exists()
-    ]
+    shipped = [t for t in registry.all_types() if not t.__module__.startswith("tests.")]
+    missing = [t.type_id for t in shipped if not (HERE / f"test_{t.type_id}.py").exists()]
     assert missing == []
 
 
