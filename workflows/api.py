@@ -7,13 +7,17 @@ from typing import Any
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from assistant_site.crypto import is_set
-from assistant_site.permissions import ObjectPermission, ViewableObjectsFilter
+from assistant_site.permissions import ObjectPermission, ViewableObjectsFilter, viewable
 from workflows import services
-from workflows.models import ModelEndpoint, Workflow
+from workflows.exceptions import DraftConflictError, NoPublishedVersionError, WorkflowInvalidError
+from workflows.models import ModelEndpoint, NodeRun, Run, Workflow, WorkflowVersion
+from workflows.nodes import registry
 
 
 class WorkflowOutputSerializer(serializers.ModelSerializer[Workflow]):
@@ -155,3 +159,260 @@ class ModelEndpointDeleteApi(_ModelEndpointApi):
     def delete(self, request: Request, pk: str) -> Response:
         services.model_endpoint_delete(endpoint=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- node types, drafts, validation, publishing, runs --------------------------------------
+
+
+class NodeTypeOutputSerializer(serializers.Serializer[Any]):
+    type = serializers.CharField()
+    version = serializers.IntegerField()
+    category = serializers.ChoiceField(choices=["trigger", "processing", "output"])
+    title = serializers.CharField()
+    description = serializers.CharField()
+    config_schema = serializers.JSONField()
+    outputs = serializers.DictField(child=serializers.CharField())
+    template_fields = serializers.ListField(child=serializers.CharField())
+
+
+class ProblemSerializer(serializers.Serializer[Any]):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    node_id = serializers.CharField(allow_null=True)
+    edge_id = serializers.CharField(allow_null=True)
+    field = serializers.CharField(allow_null=True)
+
+
+class DraftOutputSerializer(serializers.Serializer[Any]):
+    graph = serializers.JSONField()
+    revision = serializers.IntegerField()
+    problems = ProblemSerializer(many=True)
+
+
+class ValidationOutputSerializer(serializers.Serializer[Any]):
+    valid = serializers.BooleanField()
+    problems = ProblemSerializer(many=True)
+
+
+class NodeTypeListApi(APIView):
+    """Every node type with its config JSON Schema, outputs and category, for the editor."""
+
+    @extend_schema(responses=NodeTypeOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response([registry.describe(node_type) for node_type in _shipped_node_types()])
+
+
+def _shipped_node_types() -> list[Any]:
+    return [t for t in registry.all_types() if not t.__module__.startswith("tests.")]
+
+
+def _invalid(exc: WorkflowInvalidError) -> Response:
+    return Response(
+        {"detail": str(exc), "problems": exc.problems}, status=status.HTTP_400_BAD_REQUEST
+    )
+
+
+class DraftInputSerializer(serializers.Serializer[Any]):
+    graph = serializers.JSONField()
+    base_revision = serializers.IntegerField(min_value=0)
+
+
+class WorkflowDraftApi(_WorkflowApi):
+    """GET the draft graph with its revision; the editor sends the revision back on save."""
+
+    @extend_schema(responses=DraftOutputSerializer)
+    def get(self, request: Request, pk: str) -> Response:
+        workflow = self.get_object()
+        problems = services.workflow_validate(graph=workflow.draft)
+        return Response(
+            {"graph": workflow.draft, "revision": workflow.draft_revision, "problems": problems}
+        )
+
+
+class WorkflowDraftSaveApi(_WorkflowApi):
+    """Save the draft. 409 when someone else saved since `base_revision`."""
+
+    @extend_schema(request=DraftInputSerializer, responses=DraftOutputSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        workflow = self.get_object()
+        payload = DraftInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            saved = services.workflow_draft_save(
+                workflow=workflow,
+                graph=payload.validated_data["graph"],
+                base_revision=payload.validated_data["base_revision"],
+            )
+        except DraftConflictError as exc:
+            return Response(
+                {"detail": str(exc), "current_revision": exc.current_revision},
+                status=status.HTTP_409_CONFLICT,
+            )
+        except WorkflowInvalidError as exc:
+            return _invalid(exc)
+        problems = services.workflow_validate(graph=saved.draft)
+        return Response(
+            {"graph": saved.draft, "revision": saved.draft_revision, "problems": problems}
+        )
+
+
+class GraphInputSerializer(serializers.Serializer[Any]):
+    graph = serializers.JSONField(required=False, help_text="Default: the stored draft")
+
+
+class WorkflowValidateApi(_WorkflowApi):
+    """Every problem of a graph (the given one or the stored draft) at once."""
+
+    object_action = "view"
+
+    @extend_schema(request=GraphInputSerializer, responses=ValidationOutputSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        workflow = self.get_object()
+        payload = GraphInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        graph = payload.validated_data.get("graph", workflow.draft)
+        problems = services.workflow_validate(graph=graph)
+        return Response({"valid": not problems, "problems": problems})
+
+
+class VersionOutputSerializer(serializers.ModelSerializer[WorkflowVersion]):
+    created_by: serializers.StringRelatedField[Any] = serializers.StringRelatedField()
+
+    class Meta:
+        model = WorkflowVersion
+        fields = ("number", "changelog", "created_by", "created_at", "graph")
+
+
+class PublishInputSerializer(serializers.Serializer[Any]):
+    changelog = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+
+
+class WorkflowPublishApi(_WorkflowApi):
+    """Publish the draft as the next immutable version (refused with the problems if invalid)."""
+
+    object_action = "publish"
+
+    @extend_schema(request=PublishInputSerializer, responses={201: VersionOutputSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        workflow = self.get_object()
+        payload = PublishInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            version = services.workflow_publish(
+                workflow=workflow,
+                actor=request.user,
+                changelog=payload.validated_data.get("changelog", ""),
+            )
+        except WorkflowInvalidError as exc:
+            return _invalid(exc)
+        return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class WorkflowVersionListApi(_WorkflowApi):
+    @extend_schema(responses=VersionOutputSerializer(many=True))
+    def get(self, request: Request, pk: str) -> Response:
+        workflow = self.get_object()
+        versions = workflow.versions.select_related("created_by").order_by("-number")
+        return Response(VersionOutputSerializer(versions, many=True).data)
+
+
+class NodeRunOutputSerializer(serializers.ModelSerializer[NodeRun]):
+    class Meta:
+        model = NodeRun
+        fields = (
+            "seq",
+            "node_id",
+            "node_type",
+            "status",
+            "attempts",
+            "inputs",
+            "outputs",
+            "branch",
+            "error",
+            "started_at",
+            "duration_ms",
+            "tokens_in",
+            "tokens_out",
+        )
+
+
+class RunOutputSerializer(serializers.ModelSerializer[Run]):
+    version = serializers.IntegerField(source="version.number", allow_null=True, default=None)
+    nodes = NodeRunOutputSerializer(source="node_runs", many=True, read_only=True)
+
+    class Meta:
+        model = Run
+        fields = (
+            "id",
+            "workflow",
+            "version",
+            "trigger_kind",
+            "status",
+            "input",
+            "output",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_ms",
+            "nodes",
+        )
+
+
+class RunInputSerializer(serializers.Serializer[Any]):
+    text = serializers.CharField(allow_blank=True, max_length=20_000)
+    payload = serializers.DictField(required=False, default=dict)
+    version = serializers.CharField(
+        required=False,
+        default="latest",
+        help_text="'draft' for a test run of the draft, 'latest', or a version number",
+    )
+
+
+class WorkflowRunCreateApi(_WorkflowApi):
+    """Start a run; it is queued and executed by a worker (202 with the run to follow)."""
+
+    object_action = "run"
+
+    @extend_schema(request=RunInputSerializer, responses={202: RunOutputSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        workflow = self.get_object()
+        payload = RunInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        choice = data["version"]
+        version = None
+        if choice not in {"draft", "latest"}:
+            version = workflow.versions.filter(
+                number=int(choice) if choice.isdigit() else -1
+            ).first()
+            if version is None:
+                raise ValidationError({"version": [f"no published version {choice!r}"]})
+        try:
+            run = services.run_start(
+                workflow=workflow,
+                actor=request.user,
+                version=version,
+                use_draft=choice == "draft",
+                trigger_input={"text": data["text"], "payload": data["payload"]},
+            )
+        except WorkflowInvalidError as exc:
+            return _invalid(exc)
+        except NoPublishedVersionError as exc:
+            raise ValidationError({"version": [str(exc)]}) from exc
+        run.refresh_from_db()
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class RunDetailApi(generics.RetrieveAPIView[Run]):
+    """A run with its node trace; visible to whoever may view its workflow."""
+
+    serializer_class = RunOutputSerializer
+
+    def get_queryset(self) -> QuerySet[Run]:
+        workflows = viewable(self.request.user, Workflow.objects.all())
+        return (
+            Run.objects.filter(workflow__in=workflows)
+            .select_related("version")
+            .prefetch_related("node_runs")
+        )

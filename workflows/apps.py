@@ -12,5 +12,6 @@ class WorkflowsConfig(AppConfig):
         from audit import registry
         from workflows.models import ModelEndpoint, Workflow
 
-        registry.register(Workflow)
+        # Draft saves are frequent and large: the trail shows the revision, not the graph.
+        registry.register(Workflow, exclude=("draft",))
         registry.register(ModelEndpoint)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +12,10 @@ from assistant_site.permissions import register_guarded
 from assistant_site.validators import validate_service_url
 
 
+def empty_graph() -> dict[str, Any]:
+    return {"format_version": 1, "nodes": [], "edges": [], "variables": {}}
+
+
 @register_guarded
 class Workflow(models.Model):
     """A graph of nodes designed in the editor. The graph and versions come with the engine."""
@@ -18,6 +23,9 @@ class Workflow(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
+    draft = models.JSONField(_("draft graph"), default=empty_graph, blank=True)
+    # Bumped by every draft save: a save based on an older revision is a conflict.
+    draft_revision = models.PositiveIntegerField(_("draft revision"), default=0)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         verbose_name=_("created by"),
@@ -81,3 +89,113 @@ class ModelEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class WorkflowVersion(models.Model):
+    """A published, immutable snapshot of a workflow's graph."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField(_("number"))
+    graph = models.JSONField(_("graph"))
+    changelog = models.TextField(_("changelog"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("published by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("published"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["workflow", "-number"]
+        verbose_name = _("workflow version")
+        verbose_name_plural = _("workflow versions")
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "number"], name="unique_version_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ValueError("a published workflow version cannot be changed")
+        super().save(*args, **kwargs)
+
+
+class Run(models.Model):
+    """One execution of a workflow version (or of the draft, for a test run)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        TIMED_OUT = "timed_out", _("Timed out")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    FINISHED = {Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED}
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
+    version = models.ForeignKey(
+        WorkflowVersion, null=True, blank=True, on_delete=models.RESTRICT, related_name="runs"
+    )
+    # The graph that ran: the version's, or the draft's at the time of a test run.
+    graph = models.JSONField(_("graph"))
+    trigger_kind = models.CharField(_("trigger"), max_length=32, default="manual")
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    input = models.JSONField(_("input"), default=dict, blank=True)
+    output = models.TextField(_("output"), blank=True)
+    error = models.TextField(_("error"), blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("started by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("queued at"), auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    duration_ms = models.FloatField(_("duration (ms)"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("run")
+        verbose_name_plural = _("runs")
+
+    def __str__(self) -> str:
+        return f"{self.workflow} run {str(self.id)[:8]} ({self.status})"
+
+
+class NodeRun(models.Model):
+    """One node's part in a run: what it got, what it gave, how long, how it ended."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="node_runs")
+    seq = models.PositiveIntegerField(_("order"))
+    node_id = models.CharField(_("node"), max_length=64)
+    node_type = models.CharField(_("node type"), max_length=64)
+    status = models.CharField(_("status"), max_length=16)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    inputs = models.JSONField(_("inputs"), default=dict, blank=True)
+    outputs = models.JSONField(_("outputs"), default=dict, blank=True)
+    branch = models.CharField(_("branch"), max_length=64, blank=True)
+    error = models.TextField(_("error"), blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    duration_ms = models.FloatField(_("duration (ms)"), default=0)
+    tokens_in = models.PositiveIntegerField(_("tokens in"), default=0)
+    tokens_out = models.PositiveIntegerField(_("tokens out"), default=0)
+
+    class Meta:
+        ordering = ["run", "seq"]
+        verbose_name = _("node run")
+        verbose_name_plural = _("node runs")
+
+    def __str__(self) -> str:
+        return f"{self.node_id} ({self.status})"

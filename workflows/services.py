@@ -3,12 +3,21 @@ inside the same transaction."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
 
 from assistant_site.sharing import owner_permissions_grant
-from workflows.models import ModelEndpoint, Workflow
+from audit.services import audit_record
+from workflows.engine.executor import CompiledWorkflow, GraphInvalidError, TraceEvent
+from workflows.engine.validation import validate_graph
+from workflows.exceptions import DraftConflictError, NoPublishedVersionError, WorkflowInvalidError
+from workflows.models import ModelEndpoint, NodeRun, Run, Workflow, WorkflowVersion
 
 
 def workflow_create(*, actor: Any, name: str, description: str = "") -> Workflow:
@@ -50,3 +59,177 @@ def model_endpoint_update(*, endpoint: ModelEndpoint, data: dict[str, Any]) -> M
 def model_endpoint_delete(*, endpoint: ModelEndpoint) -> None:
     with transaction.atomic():
         endpoint.delete()
+
+
+# --- drafts, validation, publishing --------------------------------------------------------
+
+
+def workflow_validate(*, graph: Any) -> list[dict[str, Any]]:
+    return [problem.as_dict() for problem in validate_graph(graph).problems]
+
+
+def workflow_draft_save(*, workflow: Workflow, graph: Any, base_revision: int) -> Workflow:
+    """Store the draft as given (even with problems: drafts may be unfinished), unless someone
+    else saved since `base_revision`."""
+    report = validate_graph(graph)
+    if report.graph is None:
+        # The document's shape is wrong: storing it would break the editor for everyone.
+        raise WorkflowInvalidError([p.as_dict() for p in report.problems])
+    with transaction.atomic():
+        locked = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        if locked.draft_revision != base_revision:
+            raise DraftConflictError(locked.draft_revision)
+        locked.draft = report.graph.model_dump(mode="json")
+        locked.draft_revision += 1
+        locked.save(update_fields=["draft", "draft_revision", "updated_at"])
+    return locked
+
+
+def workflow_publish(*, workflow: Workflow, actor: Any, changelog: str = "") -> WorkflowVersion:
+    problems = workflow_validate(graph=workflow.draft)
+    if problems:
+        raise WorkflowInvalidError(problems)
+    with transaction.atomic():
+        locked = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        last = locked.versions.aggregate(last=Max("number"))["last"] or 0
+        version = WorkflowVersion.objects.create(
+            workflow=locked,
+            number=last + 1,
+            graph=locked.draft,
+            changelog=changelog,
+            created_by=actor,
+        )
+        audit_record(
+            action="workflow.publish",
+            target=locked,
+            extra={"version": version.number, "changelog": changelog[:500]},
+            actor=actor,
+        )
+    return version
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def run_start(
+    *,
+    workflow: Workflow,
+    actor: Any,
+    trigger_input: dict[str, Any],
+    version: WorkflowVersion | None = None,
+    use_draft: bool = False,
+    trigger_kind: str = "manual",
+) -> Run:
+    """Queue a run of the draft (a test run), a given version, or the latest published one.
+    The worker is asked to execute it only once the run row is committed."""
+    if use_draft:
+        problems = workflow_validate(graph=workflow.draft)
+        if problems:
+            raise WorkflowInvalidError(problems)
+        graph = workflow.draft
+    else:
+        version = version or workflow.versions.order_by("-number").first()
+        if version is None:
+            raise NoPublishedVersionError(
+                "the workflow has no published version yet: publish it, or run the draft"
+            )
+        graph = version.graph
+    with transaction.atomic():
+        run = Run.objects.create(
+            workflow=workflow,
+            version=None if use_draft else version,
+            graph=graph,
+            input=trigger_input,
+            trigger_kind=trigger_kind,
+            created_by=actor,
+        )
+        transaction.on_commit(lambda: _enqueue_run(run.pk))
+    return run
+
+
+def _enqueue_run(run_id: Any) -> None:
+    from workflows.tasks import run_execute_task
+
+    run_execute_task.delay(str(run_id))
+
+
+_compiled: dict[int, CompiledWorkflow] = {}
+_COMPILED_LIMIT = 256
+
+
+def _compile(run: Run) -> CompiledWorkflow:
+    # A published version never changes, so its compiled form is kept per process.
+    if run.version_id is None:
+        return CompiledWorkflow(run.graph)
+    compiled = _compiled.get(run.version_id)
+    if compiled is None:
+        if len(_compiled) >= _COMPILED_LIMIT:
+            _compiled.pop(next(iter(_compiled)))
+        compiled = _compiled[run.version_id] = CompiledWorkflow(run.graph)
+    return compiled
+
+
+_TRACE_VALUE_LIMIT = 16_000
+
+
+def _capped(value: Any) -> Any:
+    """Trace values are kept whole up to a size; beyond it, a preview says what was there."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    if len(text) <= _TRACE_VALUE_LIMIT:
+        return json.loads(text)
+    return {"truncated": True, "size": len(text), "preview": text[:_TRACE_VALUE_LIMIT]}
+
+
+def _node_runs(run: Run, events: list[TraceEvent]) -> list[NodeRun]:
+    started: dict[str, TraceEvent] = {}
+    rows: list[NodeRun] = []
+    for event in events:
+        if event.kind == "node_started" and event.node_id and event.node_id not in started:
+            started[event.node_id] = event
+        if event.kind not in {"node_finished", "node_skipped"} or event.node_id is None:
+            continue
+        first = started.get(event.node_id)
+        rows.append(
+            NodeRun(
+                run=run,
+                seq=len(rows) + 1,
+                node_id=event.node_id,
+                node_type=event.node_type or "",
+                status=event.status or "",
+                attempts=event.attempt,
+                inputs=_capped(first.inputs if first else {}),
+                outputs=_capped(event.outputs or {}),
+                branch=event.branch or "",
+                error=event.error or "",
+                started_at=(datetime.fromtimestamp(first.started_at, tz=UTC) if first else None),
+                duration_ms=event.duration_ms,
+                tokens_in=event.tokens_in,
+                tokens_out=event.tokens_out,
+            )
+        )
+    return rows
+
+
+def run_execute(*, run_id: str) -> Run:
+    """Execute a queued run and persist its result and trace in one transaction."""
+    with transaction.atomic():
+        run = Run.objects.select_for_update().get(pk=run_id)
+        if run.status != Run.Status.QUEUED:
+            return run  # a duplicate delivery of the task: the run is taken already
+        run.status = Run.Status.RUNNING
+        run.started_at = timezone.now()
+        run.save(update_fields=["status", "started_at"])
+    events: list[TraceEvent] = []
+    try:
+        compiled = _compile(run)
+        result = asyncio.run(compiled.execute(trigger=run.input, sink=events.append))
+        status, output, error = result.status.value, result.output or "", result.error or ""
+    except GraphInvalidError as exc:
+        status, output, error = Run.Status.FAILED, "", f"the graph is invalid: {exc}"
+    with transaction.atomic():
+        NodeRun.objects.bulk_create(_node_runs(run, events))
+        run.status, run.output, run.error = status, output, error
+        run.finished_at = timezone.now()
+        run.duration_ms = (run.finished_at - run.started_at).total_seconds() * 1000
+        run.save(update_fields=["status", "output", "error", "finished_at", "duration_ms"])
+    return run

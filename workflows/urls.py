@@ -12,6 +12,28 @@ urlpatterns = [
     path("workflows/<uuid:pk>/", api.WorkflowDetailApi.as_view(), name="workflow-detail"),
     path("workflows/<uuid:pk>/update/", api.WorkflowUpdateApi.as_view(), name="workflow-update"),
     path("workflows/<uuid:pk>/delete/", api.WorkflowDeleteApi.as_view(), name="workflow-delete"),
+    path("workflows/<uuid:pk>/draft/", api.WorkflowDraftApi.as_view(), name="workflow-draft"),
+    path(
+        "workflows/<uuid:pk>/draft/save/",
+        api.WorkflowDraftSaveApi.as_view(),
+        name="workflow-draft-save",
+    ),
+    path(
+        "workflows/<uuid:pk>/validate/", api.WorkflowValidateApi.as_view(), name="workflow-validate"
+    ),
+    path("workflows/<uuid:pk>/publish/", api.WorkflowPublishApi.as_view(), name="workflow-publish"),
+    path(
+        "workflows/<uuid:pk>/versions/",
+        api.WorkflowVersionListApi.as_view(),
+        name="workflow-versions",
+    ),
+    path(
+        "workflows/<uuid:pk>/runs/create/",
+        api.WorkflowRunCreateApi.as_view(),
+        name="workflow-run-create",
+    ),
+    path("runs/<uuid:pk>/", api.RunDetailApi.as_view(), name="run-detail"),
+    path("node-types/", api.NodeTypeListApi.as_view(), name="node-types"),
     path("model-endpoints/", api.ModelEndpointListApi.as_view(), name="endpoint-list"),
     path("model-endpoints/create/", api.ModelEndpointCreateApi.as_view(), name="endpoint-create"),
     path("model-endpoints/<int:pk>/", api.ModelEndpointDetailApi.as_view(), name="endpoint-detail"),
