@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -15,6 +17,7 @@ from rest_framework.views import APIView
 from assistant_site.crypto import is_set
 from assistant_site.permissions import ObjectPermission, ViewableObjectsFilter, viewable
 from workflows import services
+from workflows.engine.diff import graph_diff
 from workflows.exceptions import DraftConflictError, NoPublishedVersionError, WorkflowInvalidError
 from workflows.models import ModelEndpoint, NodeRun, Run, Workflow, WorkflowVersion
 from workflows.nodes import registry
@@ -416,3 +419,99 @@ class RunDetailApi(generics.RetrieveAPIView[Run]):
             .select_related("version")
             .prefetch_related("node_runs")
         )
+
+
+class WorkflowExportApi(_WorkflowApi):
+    """Download the draft (default) or a version as YAML (default) or JSON."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("format", str, enum=["yaml", "json"]),
+            OpenApiParameter("version", str, description="'draft' or a version number"),
+        ],
+        responses={(200, "application/yaml"): OpenApiTypes.STR},
+    )
+    def get(self, request: Request, pk: str) -> HttpResponse:
+        workflow = self.get_object()
+        fmt = request.query_params.get("format", "yaml")
+        if fmt not in {"yaml", "json"}:
+            raise ValidationError({"format": ["choose yaml or json"]})
+        version = _version_param(workflow, request.query_params.get("version", "draft"))
+        text = services.export_dumps(
+            services.workflow_export(workflow=workflow, version=version), fmt
+        )
+        content_type = "application/json" if fmt == "json" else "application/yaml"
+        response = HttpResponse(text, content_type=f"{content_type}; charset=utf-8")
+        suffix = f"v{version.number}" if version else "draft"
+        response["Content-Disposition"] = (
+            f'attachment; filename="workflow-{workflow.pk}-{suffix}.{fmt}"'
+        )
+        return response
+
+
+def _version_param(
+    workflow: Workflow, value: str, field: str = "version"
+) -> WorkflowVersion | None:
+    if value == "draft":
+        return None
+    version = workflow.versions.filter(number=int(value) if value.isdigit() else -1).first()
+    if version is None:
+        raise ValidationError({field: [f"no published version {value!r}"]})
+    return version
+
+
+class ImportInputSerializer(serializers.Serializer[Any]):
+    document = serializers.CharField(max_length=2_000_000, help_text="An export, YAML or JSON")
+    name = serializers.CharField(required=False, max_length=200)
+
+
+class WorkflowImportApi(_WorkflowApi):
+    """Create a workflow from an export; its graph becomes the new workflow's draft."""
+
+    model_action = "add"
+
+    @extend_schema(request=ImportInputSerializer, responses={201: WorkflowOutputSerializer})
+    def post(self, request: Request) -> Response:
+        payload = ImportInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            workflow = services.workflow_import(
+                actor=request.user,
+                text=payload.validated_data["document"],
+                name=payload.validated_data.get("name"),
+            )
+        except WorkflowInvalidError as exc:
+            return _invalid(exc)
+        return Response(WorkflowOutputSerializer(workflow).data, status=status.HTTP_201_CREATED)
+
+
+class WorkflowDiffApi(_WorkflowApi):
+    """What changed between two versions (or a version and the draft)."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("from", str, required=True), OpenApiParameter("to", str)],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request: Request, pk: str) -> Response:
+        workflow = self.get_object()
+        if "from" not in request.query_params:
+            raise ValidationError({"from": ["give the version to compare from"]})
+        old = _version_param(workflow, request.query_params["from"], "from")
+        new = _version_param(workflow, request.query_params.get("to", "draft"), "to")
+        old_graph = old.graph if old else workflow.draft
+        new_graph = new.graph if new else workflow.draft
+        return Response(graph_diff(old_graph, new_graph))
+
+
+class WorkflowRollbackApi(_WorkflowApi):
+    """Publish an older version again as the newest one (and make it the draft)."""
+
+    object_action = "publish"
+
+    @extend_schema(request=None, responses={201: VersionOutputSerializer})
+    def post(self, request: Request, pk: str, number: int) -> Response:
+        workflow = self.get_object()
+        if not workflow.versions.filter(number=number).exists():
+            raise ValidationError({"version": [f"no published version {number}"]})
+        version = services.workflow_rollback(workflow=workflow, number=number, actor=request.user)
+        return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)

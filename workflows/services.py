@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -233,3 +234,96 @@ def run_execute(*, run_id: str) -> Run:
         run.duration_ms = (run.finished_at - run.started_at).total_seconds() * 1000
         run.save(update_fields=["status", "output", "error", "finished_at", "duration_ms"])
     return run
+
+
+# --- export, import, diff, rollback --------------------------------------------------------
+
+EXPORT_FORMAT = 1
+
+
+def workflow_export(
+    *, workflow: Workflow, version: WorkflowVersion | None = None
+) -> dict[str, Any]:
+    """The portable document for a workflow's draft or one of its versions."""
+    return {
+        "assistant_studio_workflow": EXPORT_FORMAT,
+        "name": workflow.name,
+        "description": workflow.description,
+        "version": version.number if version else None,
+        "graph": version.graph if version else workflow.draft,
+    }
+
+
+def export_dumps(document: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(document, ensure_ascii=False, indent=2)
+    return str(yaml.safe_dump(document, allow_unicode=True, sort_keys=False))
+
+
+def workflow_import(*, actor: Any, text: str, name: str | None = None) -> Workflow:
+    """Create a workflow whose draft is the document's graph. YAML or JSON."""
+    try:
+        document = yaml.safe_load(text)  # JSON is YAML too
+    except yaml.YAMLError as exc:
+        raise WorkflowInvalidError(
+            [
+                {
+                    "code": "invalid_document",
+                    "message": f"not YAML or JSON: {exc}",
+                    "node_id": None,
+                    "edge_id": None,
+                    "field": "document",
+                }
+            ]
+        ) from exc
+    if not isinstance(document, dict) or document.get("assistant_studio_workflow") != EXPORT_FORMAT:
+        raise WorkflowInvalidError(
+            [
+                {
+                    "code": "invalid_document",
+                    "node_id": None,
+                    "edge_id": None,
+                    "field": "document",
+                    "message": "not an Assistant Studio workflow export "
+                    f"(expected assistant_studio_workflow: {EXPORT_FORMAT})",
+                }
+            ]
+        )
+    report = validate_graph(document.get("graph"))
+    if report.graph is None:
+        raise WorkflowInvalidError([p.as_dict() for p in report.problems])
+    with transaction.atomic():
+        workflow = workflow_create(
+            actor=actor,
+            name=(name or str(document.get("name") or "Imported workflow"))[:200],
+            description=str(document.get("description") or ""),
+        )
+        workflow.draft = report.graph.model_dump(mode="json")
+        workflow.draft_revision = 1
+        workflow.save(update_fields=["draft", "draft_revision", "updated_at"])
+    return workflow
+
+
+def workflow_rollback(*, workflow: Workflow, number: int, actor: Any) -> WorkflowVersion:
+    """Publish an older version's graph again as the newest version, and make it the draft."""
+    with transaction.atomic():
+        locked = Workflow.objects.select_for_update().get(pk=workflow.pk)
+        old = locked.versions.get(number=number)
+        last = locked.versions.aggregate(last=Max("number"))["last"] or 0
+        version = WorkflowVersion.objects.create(
+            workflow=locked,
+            number=last + 1,
+            graph=old.graph,
+            changelog=f"Rollback to version {number}",
+            created_by=actor,
+        )
+        locked.draft = old.graph
+        locked.draft_revision += 1
+        locked.save(update_fields=["draft", "draft_revision", "updated_at"])
+        audit_record(
+            action="workflow.rollback",
+            target=locked,
+            extra={"to_version": number, "new_version": version.number},
+            actor=actor,
+        )
+    return version

@@ -319,6 +319,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "assistant_site.api.exception_handler",
+    # `?format=` belongs to our endpoints (workflow export: yaml or json), not to DRF.
+    "URL_FORMAT_OVERRIDE": None,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Assistant Studio API",
