@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.urls import path
 
 from assistant_site.consumers import PingConsumer
+from workflows.routing import websocket_urlpatterns as workflow_routes
 
 websocket_urlpatterns = [
     path("ws/ping/", PingConsumer.as_asgi()),
+    *workflow_routes,
 ]

@@ -5,20 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 import yaml
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from assistant_site.sharing import owner_permissions_grant
 from audit.services import audit_record
-from workflows.engine.executor import CompiledWorkflow, GraphInvalidError, TraceEvent
+from workflows.consumers import run_group
+from workflows.engine.executor import CompiledWorkflow, GraphInvalidError, RunResult, TraceEvent
 from workflows.engine.validation import validate_graph
 from workflows.exceptions import DraftConflictError, NoPublishedVersionError, WorkflowInvalidError
 from workflows.models import ModelEndpoint, NodeRun, Run, Workflow, WorkflowVersion
+
+logger = logging.getLogger(__name__)
 
 
 def workflow_create(*, actor: Any, name: str, description: str = "") -> Workflow:
@@ -211,6 +218,47 @@ def _node_runs(run: Run, events: list[TraceEvent]) -> list[NodeRun]:
     return rows
 
 
+def _event_message(event: TraceEvent) -> dict[str, Any]:
+    data = {key: value for key, value in asdict(event).items() if value not in (None, 0, 0.0)}
+    for key in ("inputs", "outputs"):
+        if key in data:
+            data[key] = _capped(data[key])
+    return {"type": "trace.event", "event": data}
+
+
+async def _execute_streaming(
+    compiled: CompiledWorkflow, run: Run, events: list[TraceEvent]
+) -> RunResult:
+    """Run the graph, streaming each trace event to the run's WebSocket watchers in order."""
+    # A layer of this run's own: channels-redis keeps connections per event loop, and each run
+    # has its own loop here, so sharing the process-wide layer would mix loops across threads.
+    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER) if channel_layers.configs else None
+    queue: asyncio.Queue[TraceEvent | None] = asyncio.Queue()
+
+    async def publish(layer: Any) -> None:
+        group = run_group(run.pk)
+        while (event := await queue.get()) is not None:
+            try:
+                await layer.group_send(group, _event_message(event))
+            except Exception:  # watchers are optional: a layer outage must not fail the run
+                logger.warning("could not stream trace event of run %s", run.pk, exc_info=True)
+
+    def sink(event: TraceEvent) -> None:
+        events.append(event)
+        queue.put_nowait(event)
+
+    publisher = asyncio.ensure_future(publish(layer)) if layer is not None else None
+    try:
+        return await compiled.execute(trigger=run.input, sink=sink)
+    finally:
+        if publisher is not None:
+            queue.put_nowait(None)
+            await publisher
+            close = getattr(layer, "close_pools", None)
+            if close is not None:
+                await close()  # this event loop ends with the run
+
+
 def run_execute(*, run_id: str) -> Run:
     """Execute a queued run and persist its result and trace in one transaction."""
     with transaction.atomic():
@@ -223,7 +271,7 @@ def run_execute(*, run_id: str) -> Run:
     events: list[TraceEvent] = []
     try:
         compiled = _compile(run)
-        result = asyncio.run(compiled.execute(trigger=run.input, sink=events.append))
+        result = asyncio.run(_execute_streaming(compiled, run, events))
         status, output, error = result.status.value, result.output or "", result.error or ""
     except GraphInvalidError as exc:
         status, output, error = Run.Status.FAILED, "", f"the graph is invalid: {exc}"

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 
 from workflows import services
+from workflows.models import Run
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="workflows.run_execute", acks_late=True)
 def run_execute_task(run_id: str) -> str:
     """Execute one queued run (on the `runs` queue). A redelivered task finds the run taken."""
-    return services.run_execute(run_id=run_id).status
+    try:
+        return services.run_execute(run_id=run_id).status
+    except Run.DoesNotExist:
+        # Its workflow was deleted while the run waited in the queue.
+        logger.warning("run %s no longer exists; nothing to execute", run_id)
+        return "missing"

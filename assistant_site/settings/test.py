@@ -44,6 +44,9 @@ os.environ["REDIS_URL"] = _service_url("REDIS_URL", "redis://127.0.0.1:6379/15",
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-" + "x" * 40)
 os.environ.setdefault("DJANGO_HTTPS", "false")
 os.environ.setdefault("DB_POOL", "false")
+# Threads of the ASGI and channels helpers would otherwise keep sessions to the test database
+# open past its teardown.
+os.environ.setdefault("DB_CONN_MAX_AGE", "0")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault(
     # Test-only keys; never used outside the suite.

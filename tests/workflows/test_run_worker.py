@@ -47,6 +47,7 @@ def test_published_runs_execute_on_a_real_worker_through_redis_and_postgresql(
     workflow.refresh_from_db()
     version = services.workflow_publish(workflow=workflow, actor=designer)
 
+    app.control.purge()  # messages left in the test queue by an interrupted earlier run
     worker = start_worker(
         app,
         pool="threads",
