@@ -164,6 +164,9 @@ class Run(models.Model):
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     duration_ms = models.FloatField(_("duration (ms)"), null=True, blank=True)
+    # Written by the worker while it executes the run; a stale heartbeat means it died.
+    heartbeat_at = models.DateTimeField(_("last heartbeat"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
 
     class Meta:
         ordering = ["-created_at"]

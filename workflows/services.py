@@ -4,13 +4,15 @@ inside the same transaction."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
+from asgiref.sync import sync_to_async
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
 from django.db import transaction
@@ -248,15 +250,70 @@ async def _execute_streaming(
         queue.put_nowait(event)
 
     publisher = asyncio.ensure_future(publish(layer)) if layer is not None else None
+    heartbeat = asyncio.ensure_future(_heartbeat(run.pk))
     try:
         return await compiled.execute(trigger=run.input, sink=sink)
     finally:
+        heartbeat.cancel()
         if publisher is not None:
             queue.put_nowait(None)
             await publisher
             close = getattr(layer, "close_pools", None)
             if close is not None:
                 await close()  # this event loop ends with the run
+
+
+HEARTBEAT_S = 10.0
+
+
+async def _heartbeat(run_id: Any) -> None:
+    beat = sync_to_async(
+        lambda: Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now()),
+        thread_sensitive=True,
+    )
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        await beat()
+
+
+def runs_sweep(
+    *, stale_after_s: float = 6 * HEARTBEAT_S, max_attempts: int = 2, requeue_after_s: float = 300
+) -> dict[str, int]:
+    """Recover runs a dead worker left behind, and runs whose task never reached a worker.
+
+    A running run whose heartbeat is older than `stale_after_s` is queued again (its worker
+    died mid-run) until it has been attempted `max_attempts` times, then failed with a reason.
+    A queued run older than `requeue_after_s` is enqueued again (the broker lost or never got
+    its task); executing is idempotent, so a duplicate does no harm.
+    """
+    now = timezone.now()
+    counts = {"requeued": 0, "failed": 0, "reenqueued": 0}
+    with transaction.atomic():
+        stale = Run.objects.select_for_update(skip_locked=True).filter(
+            status=Run.Status.RUNNING, heartbeat_at__lt=now - timedelta(seconds=stale_after_s)
+        )
+        for run in stale:
+            if run.attempts < max_attempts:
+                run.status = Run.Status.QUEUED
+                run.save(update_fields=["status"])
+                transaction.on_commit(functools.partial(_enqueue_run, run.pk))
+                counts["requeued"] += 1
+            else:
+                run.status = Run.Status.FAILED
+                run.error = (
+                    f"the worker executing this run stopped responding ({run.attempts} "
+                    "attempt(s)); it was not retried again"
+                )
+                run.finished_at = now
+                run.save(update_fields=["status", "error", "finished_at"])
+                counts["failed"] += 1
+        forgotten = Run.objects.filter(
+            status=Run.Status.QUEUED, created_at__lt=now - timedelta(seconds=requeue_after_s)
+        ).values_list("pk", flat=True)
+        for pk in forgotten:
+            transaction.on_commit(functools.partial(_enqueue_run, pk))
+            counts["reenqueued"] += 1
+    return counts
 
 
 def run_execute(*, run_id: str) -> Run:
@@ -266,8 +323,9 @@ def run_execute(*, run_id: str) -> Run:
         if run.status != Run.Status.QUEUED:
             return run  # a duplicate delivery of the task: the run is taken already
         run.status = Run.Status.RUNNING
-        run.started_at = timezone.now()
-        run.save(update_fields=["status", "started_at"])
+        run.started_at = run.heartbeat_at = timezone.now()
+        run.attempts += 1
+        run.save(update_fields=["status", "started_at", "heartbeat_at", "attempts"])
     events: list[TraceEvent] = []
     try:
         compiled = _compile(run)

@@ -19,3 +19,9 @@ def run_execute_task(run_id: str) -> str:
         # Its workflow was deleted while the run waited in the queue.
         logger.warning("run %s no longer exists; nothing to execute", run_id)
         return "missing"
+
+
+@shared_task(name="workflows.runs_sweep")
+def runs_sweep_task() -> dict[str, int]:
+    """Periodic (beat): recover runs left behind by dead workers or a lost broker message."""
+    return services.runs_sweep()

@@ -173,6 +173,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Workers log through LOGGING below (JSON, redacted) instead of Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Entries here are copied into the database scheduler (editable in the admin).
+CELERY_BEAT_SCHEDULE = {
+    "recover-stale-runs": {"task": "workflows.runs_sweep", "schedule": 30.0},
+}
 CELERY_TIMEZONE = "UTC"
 
 # --- Vector store ----------------------------------------------------------------------
