@@ -12,6 +12,7 @@ from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     multiprocess,
@@ -32,6 +33,27 @@ AUDIT_ENTRIES = Counter(
     "assistant_audit_entries_total",
     "Audit trail entries written, by action.",
     ["action"],
+)
+
+
+RUNS_FINISHED = Counter(
+    "assistant_runs_finished_total", "Workflow runs finished, by final status.", ["status"]
+)
+RUNS_ACTIVE = Gauge(
+    "assistant_runs_active",
+    "Workflow runs executing right now, over all worker processes.",
+    multiprocess_mode="livesum",
+)
+RUN_QUEUE_WAIT = Histogram(
+    "assistant_run_queue_wait_seconds",
+    "Time from a run being queued to a worker starting it.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+NODE_DURATION = Histogram(
+    "assistant_node_duration_seconds",
+    "Time a node took, by node type and outcome.",
+    ["node_type", "status"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 
 

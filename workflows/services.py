@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from assistant_site.metrics import NODE_DURATION, RUN_QUEUE_WAIT, RUNS_ACTIVE, RUNS_FINISHED
 from assistant_site.sharing import owner_permissions_grant
 from audit.services import audit_record
 from workflows.consumers import run_group
@@ -326,13 +327,23 @@ def run_execute(*, run_id: str) -> Run:
         run.started_at = run.heartbeat_at = timezone.now()
         run.attempts += 1
         run.save(update_fields=["status", "started_at", "heartbeat_at", "attempts"])
+    RUN_QUEUE_WAIT.observe((run.started_at - run.created_at).total_seconds())
     events: list[TraceEvent] = []
+    RUNS_ACTIVE.inc()
     try:
         compiled = _compile(run)
         result = asyncio.run(_execute_streaming(compiled, run, events))
         status, output, error = result.status.value, result.output or "", result.error or ""
     except GraphInvalidError as exc:
         status, output, error = Run.Status.FAILED, "", f"the graph is invalid: {exc}"
+    finally:
+        RUNS_ACTIVE.dec()
+    RUNS_FINISHED.labels(status).inc()
+    for event in events:
+        if event.kind == "node_finished" and event.node_type:
+            NODE_DURATION.labels(event.node_type, event.status or "").observe(
+                event.duration_ms / 1000
+            )
     with transaction.atomic():
         NodeRun.objects.bulk_create(_node_runs(run, events))
         run.status, run.output, run.error = status, output, error

@@ -181,3 +181,27 @@ def test_someone_without_access_gets_404_everywhere(
     for url in ("draft/", "versions/"):
         assert client.get(f"/api/workflows/{workflow.pk}/{url}").status_code == 404
     assert client.post(f"/api/workflows/{workflow.pk}/validate/").status_code == 404
+
+
+def test_runs_are_counted_in_the_metrics(
+    api: Client, workflow: Workflow, eager_runs: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    def finished(body: str) -> float:
+        for line in body.splitlines():
+            if line.startswith('assistant_runs_finished_total{status="succeeded"}'):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    metrics = Client()
+    before = finished(metrics.get("/metrics").content.decode())
+    _save(api, workflow, echo_graph(), 0)
+    with django_capture_on_commit_callbacks(execute=True):
+        api.post(
+            f"/api/workflows/{workflow.pk}/runs/create/",
+            {"text": "x", "version": "draft"},
+            content_type="application/json",
+        )
+    body = metrics.get("/metrics").content.decode()
+    assert finished(body) == before + 1
+    assert 'assistant_node_duration_seconds_count{node_type="template",status="succeeded"}' in body
+    assert "assistant_run_queue_wait_seconds_count" in body
