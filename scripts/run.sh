@@ -52,7 +52,7 @@ if [ -n "${CHROMA_URL:-}" ]; then
 fi
 if [ -n "${REDIS_URL:-}" ]; then
     # Runs are I/O-bound (model calls): threads keep many in flight in one process.
-    start runs .venv/bin/celery -A assistant_site worker -Q runs -P threads -c 16 \
+    start runs .venv/bin/celery -A assistant_site worker -Q runs -P threads -c 64 \
         -n "runs@%h" --loglevel INFO
     # Ingestion is CPU-bound: one prefork process, not competing with the web server.
     start ingest .venv/bin/celery -A assistant_site worker -Q ingest -c 1 \
