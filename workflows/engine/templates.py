@@ -7,12 +7,13 @@ capped in size, and rendering stops once its time budget is spent.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -140,10 +141,36 @@ def _descendants(node: nodes.Node) -> Iterator[nodes.Node]:
         yield from _descendants(child)
 
 
+_per_thread = threading.local()
+_CACHE_LIMIT = 512
+
+
+def _compiled(source: str) -> tuple[_BudgetedEnvironment, Template]:
+    """The thread's environment and the compiled template, compiled once per thread.
+
+    Compiling costs far more than rendering; an environment (with its deadline) is per thread
+    because rendering is synchronous and Celery runs one run per thread.
+    """
+    environment: _BudgetedEnvironment | None = getattr(_per_thread, "environment", None)
+    if environment is None:
+        environment = _per_thread.environment = _environment()
+        _per_thread.templates = {}
+    cache: dict[str, Template] = _per_thread.templates
+    template = cache.get(source)
+    if template is None:
+        _check_source(source)
+        try:
+            template = environment.from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(exc.message or "syntax error", exc.lineno) from exc
+        if len(cache) >= _CACHE_LIMIT:
+            cache.pop(next(iter(cache)))
+        cache[source] = template
+    return environment, template
+
+
 def render(source: str, context: dict[str, Any]) -> str:
-    parse(source)  # raises TemplateError with the line on bad syntax
-    environment = _environment()
-    template = environment.from_string(source)
+    environment, template = _compiled(source)
     environment.deadline = time.monotonic() + RENDER_BUDGET_S
     chunks: list[str] = []
     size = 0
