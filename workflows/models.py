@@ -202,3 +202,43 @@ class NodeRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.node_id} ({self.status})"
+
+
+class SensitiveWordList(models.Model):
+    """Words the ``sensitive_word_filter`` node masks or blocks, one per line, managed in the
+    admin. Runners cache each list compiled by ``updated_at``: change lists with ``save()``
+    (the admin does), not ``QuerySet.update()``, so that workers see the change."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    words = models.TextField(
+        _("words"),
+        blank=True,
+        help_text=_(
+            "One word or phrase per line, Chinese or English; letter case is ignored when "
+            "matching. At most 100,000 words of at most 100 characters each. Blank lines and "
+            "repeats are dropped on save."
+        ),
+    )
+    enabled = models.BooleanField(
+        _("enabled"),
+        default=True,
+        help_text=_(
+            "A workflow naming a disabled list cannot be published, and its runs fail at "
+            "that node, naming the list."
+        ),
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("sensitive word list")
+        verbose_name_plural = _("sensitive word lists")
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def word_count(self) -> int:
+        return sum(1 for line in self.words.splitlines() if line.strip())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,20 @@ for _entry in env_list("SECRETS_KEYS"):
         )
     SECRETS_KEYS[_kid] = _key
     SECRETS_CURRENT_KEY_ID = SECRETS_CURRENT_KEY_ID or _kid
+
+# --- Outbound HTTP ---------------------------------------------------------------------
+# assistant_site/http.py refuses destinations that resolve to private, loopback, link-local
+# or other non-public addresses (SSRF guard) unless their host name or network is listed
+# here: "crm.internal,10.20.0.0/16" (docs/security.md).
+OUTBOUND_HTTP_ALLOWED_HOSTS = env_list("OUTBOUND_HTTP_ALLOWED_HOSTS")
+for _entry in OUTBOUND_HTTP_ALLOWED_HOSTS:
+    if "/" in _entry:
+        try:
+            ipaddress.ip_network(_entry, strict=False)
+        except ValueError as _exc:
+            raise ImproperlyConfigured(
+                f"OUTBOUND_HTTP_ALLOWED_HOSTS entry {_entry!r} is not a network (e.g. 10.0.0.0/8)"
+            ) from _exc
 
 # --- Observability ---------------------------------------------------------------------
 METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN")

@@ -14,14 +14,14 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from workflows.engine.graph import DEFAULT_OUTPUT_HANDLE, ERROR_HANDLE, NodeSpec, WorkflowGraph
 from workflows.engine.validation import branch_handles, validate_graph
 from workflows.nodes import registry
-from workflows.nodes.base import Node, NodeCategory, NodeContext, NodeResult
+from workflows.nodes.base import Node, NodeCategory, NodeContext, NodeResult, ResourceKey
 
 
 class RunStatus(enum.StrEnum):
@@ -100,12 +100,15 @@ class CompiledWorkflow:
         self.specs: dict[str, NodeSpec] = {spec.id: spec for spec in self.graph.nodes}
         self.nodes: dict[str, Node[Any]] = {}
         self.handles: dict[str, list[str]] = {}
+        # What the runner must load and pass to execute(resources=...) for these nodes.
+        self.required_resources: set[ResourceKey] = set()
         for spec in self.graph.nodes:
             node_type = registry.get(spec.type, spec.type_version)
             assert node_type is not None  # noqa: S101  (validation guarantees it)
             config = node_type.Config.model_validate(spec.config)
             self.nodes[spec.id] = node_type(spec.id, config)
             self.handles[spec.id] = branch_handles(node_type, config, spec)
+            self.required_resources.update(node_type.required_resources(config))
         self.incoming: dict[str, list[tuple[str, str]]] = {spec.id: [] for spec in self.graph.nodes}
         self.outgoing: dict[str, list[tuple[str, str]]] = {spec.id: [] for spec in self.graph.nodes}
         for edge in self.graph.edges:
@@ -124,8 +127,9 @@ class CompiledWorkflow:
         sink: Sink = _discard,
         run_timeout_s: float = 600.0,
         cancel: asyncio.Event | None = None,
+        resources: Mapping[ResourceKey, Any] | None = None,
     ) -> RunResult:
-        run = _Run(self, trigger, conversation or {}, sink, cancel)
+        run = _Run(self, trigger, conversation or {}, sink, cancel, resources=resources or {})
         return await run.go(trigger_node or self.triggers[0], run_timeout_s)
 
 
@@ -137,8 +141,11 @@ class _Run:
         conversation: dict[str, Any],
         sink: Sink,
         cancel: asyncio.Event | None,
+        *,
+        resources: Mapping[ResourceKey, Any],
     ) -> None:
         self.wf = workflow
+        self.resources = resources
         self.sink = sink
         self.cancel = cancel
         self.variables: dict[str, Any] = {
@@ -344,7 +351,7 @@ class _Run:
         return NodeOutcome(NodeStatus.FAILED, outputs, branch, error, attempt, duration)
 
     async def attempt(self, node: Node[Any], timeout_s: float) -> NodeResult:
-        context = NodeContext(variables=self.variables)
+        context = NodeContext(variables=self.variables, resources=self.resources)
         try:
             async with asyncio.timeout(timeout_s):
                 return await node.run(context)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import graphlib
 from collections import deque
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,8 +73,11 @@ def branch_handles(node_type: Any, config: NodeConfig, spec: NodeSpec) -> list[s
 
 
 class _Checker:
-    def __init__(self, graph: WorkflowGraph) -> None:
+    def __init__(
+        self, graph: WorkflowGraph, resources: Mapping[str, Collection[str]] | None = None
+    ) -> None:
         self.graph = graph
+        self.resources = resources or {}
         self.problems: list[Problem] = []
         self.types: dict[str, Any] = {}
         self.configs: dict[str, NodeConfig] = {}
@@ -90,6 +94,7 @@ class _Checker:
         self.check_cycles()
         self.check_reachability(triggers)
         self.check_branches()
+        self.check_resources()
         self.check_templates(triggers)
         return self.problems
 
@@ -240,6 +245,21 @@ class _Checker:
                         field=f"branches.{handle}",
                     )
 
+    def check_resources(self) -> None:
+        # Only kinds the caller listed are checked: the engine itself cannot know what exists.
+        for node in self.graph.nodes:
+            node_type, config = self.types.get(node.id), self.configs.get(node.id)
+            if node_type is None or config is None:
+                continue
+            for kind, name in node_type.required_resources(config):
+                if kind in self.resources and name not in self.resources[kind]:
+                    self.add(
+                        "unknown_resource",
+                        f"{kind.replace('_', ' ')} {name!r} does not exist or is disabled",
+                        node_id=node.id,
+                        field="config",
+                    )
+
     def outputs_of(self, node_id: str) -> list[str]:
         node_type, spec = self.types.get(node_id), self.graph.node(node_id)
         names = list(node_type.outputs) if node_type is not None else []
@@ -257,6 +277,19 @@ class _Checker:
                     found.add(edge.source)
                     queue.append(edge.source)
         return found
+
+    def variable_setters(self, name: str) -> list[str]:
+        """Nodes that declare they write workflow variable ``name`` (Node.declared_variables)."""
+        setters = []
+        for node in self.graph.nodes:
+            node_type, config = self.types.get(node.id), self.configs.get(node.id)
+            if (
+                node_type is not None
+                and config is not None
+                and name in node_type.declared_variables(config)
+            ):
+                setters.append(node.id)
+        return setters
 
     def check_templates(self, triggers: list[str]) -> None:
         trigger_outputs = {name for t in triggers for name in self.types[t].outputs}
@@ -325,11 +358,21 @@ class _Checker:
                     **where,
                 )
         elif root == "vars" and len(path) >= 2 and path[1] not in self.graph.variables:
-            self.add(
-                "unknown_variable",
-                f"line {ref.line}: workflow variable {path[1]!r} is not defined",
-                **where,
-            )
+            setters = self.variable_setters(path[1])
+            if not setters:
+                self.add(
+                    "unknown_variable",
+                    f"line {ref.line}: workflow variable {path[1]!r} is not defined; declare it "
+                    "in the workflow's variables or set it in a node that runs before this one",
+                    **where,
+                )
+            elif not upstream.intersection(setters):
+                self.add(
+                    "variable_not_upstream",
+                    f"line {ref.line}: workflow variable {path[1]!r} is set by "
+                    f"{', '.join(map(repr, setters))}, which does not run before this one",
+                    **where,
+                )
         elif (
             root == "trigger"
             and len(path) >= 2
@@ -344,12 +387,18 @@ class _Checker:
             )
 
 
-def validate_graph(data: Any) -> ValidationReport:
-    """Parse and check a graph given as JSON-like data; never raises on bad input."""
+def validate_graph(
+    data: Any, *, resources: Mapping[str, Collection[str]] | None = None
+) -> ValidationReport:
+    """Parse and check a graph given as JSON-like data; never raises on bad input.
+
+    ``resources`` maps a resource kind to the names that exist and may be used (the caller
+    reads them, e.g. the enabled sensitive word lists); nodes naming others get a problem.
+    """
     if isinstance(data, BaseModel):
         data = data.model_dump()
     try:
         graph = WorkflowGraph.model_validate(data)
     except ValidationError as exc:
         return ValidationReport(graph=None, problems=_shape_problems(data, exc))
-    return ValidationReport(graph=graph, problems=_Checker(graph).run())
+    return ValidationReport(graph=graph, problems=_Checker(graph, resources).run())

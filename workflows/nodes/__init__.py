@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
-from workflows.nodes import condition, end, manual_trigger, template
+from workflows.nodes import (
+    condition,
+    end,
+    http_request,
+    intent,
+    manual_trigger,
+    reply,
+    sensitive_word_filter,
+    set_variable,
+    template,
+)
 
-__all__ = ["condition", "end", "manual_trigger", "template"]
+__all__ = [
+    "condition",
+    "end",
+    "http_request",
+    "intent",
+    "manual_trigger",
+    "reply",
+    "sensitive_word_filter",
+    "set_variable",
+    "template",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -24,6 +25,11 @@ class NodeCategory(enum.StrEnum):
     OUTPUT = "output"
 
 
+# Something a node needs from outside the engine, by (kind, name), e.g. ("sensitive_word_list",
+# "politics"): the runner loads it before the run (see Node.required_resources).
+ResourceKey = tuple[str, str]
+
+
 class NodeConfig(BaseModel):
     """Base of every node type's Config: unknown fields are errors, not silently ignored."""
 
@@ -32,9 +38,11 @@ class NodeConfig(BaseModel):
 
 @dataclass
 class NodeContext:
-    """What a running node may read: the template variables of its run."""
+    """What a running node may read: the template variables of its run, and the resources
+    the runner loaded for it (a key is absent when its resource is missing or disabled)."""
 
     variables: dict[str, Any]
+    resources: Mapping[ResourceKey, Any] = field(default_factory=dict)
 
     def render(self, source: str) -> str:
         return templates.render(source, self.variables)
@@ -91,9 +99,24 @@ class Node(ABC, Generic[ConfigT]):
         return []
 
     @classmethod
+    def required_resources(cls, config: NodeConfig) -> list[ResourceKey]:
+        """What the runner must load and pass in ``NodeContext.resources``: nodes never query
+        the database themselves."""
+        return []
+
+    @classmethod
     def template_sources(cls, config: NodeConfig) -> dict[str, str]:
         """Field path -> template source, for validation."""
         return {name: getattr(config, name) for name in cls.template_fields}
+
+    @classmethod
+    def declared_variables(cls, config: NodeConfig) -> list[str]:
+        """Workflow variables this node writes, readable downstream as ``vars.<name>``.
+
+        The validator counts them as defined for the nodes after this one; a node that
+        declares a name must write it into ``context.variables["vars"]`` when it succeeds.
+        """
+        return []
 
     @abstractmethod
     async def run(self, context: NodeContext) -> NodeResult:
