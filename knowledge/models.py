@@ -1,28 +1,18 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from assistant_site.models import OwnedModel
 from assistant_site.permissions import register_guarded
 
 
 @register_guarded
-class KnowledgeBase(models.Model):
+class KnowledgeBase(OwnedModel):
     """A collection of documents that retrieval nodes search. Documents come with ingestion."""
 
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("created by"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         ordering = ["name"]

@@ -8,6 +8,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from assistant_site.crypto import EncryptedTextField
+from assistant_site.models import OwnedModel
 from assistant_site.permissions import register_guarded
 from assistant_site.validators import validate_service_url
 
@@ -17,7 +18,7 @@ def empty_graph() -> dict[str, Any]:
 
 
 @register_guarded
-class Workflow(models.Model):
+class Workflow(OwnedModel):
     """A graph of nodes designed in the editor. The graph and versions come with the engine."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -26,16 +27,6 @@ class Workflow(models.Model):
     draft = models.JSONField(_("draft graph"), default=empty_graph, blank=True)
     # Bumped by every draft save: a save based on an older revision is a conflict.
     draft_revision = models.PositiveIntegerField(_("draft revision"), default=0)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("created by"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         ordering = ["name"]
@@ -51,7 +42,7 @@ class Workflow(models.Model):
 
 
 @register_guarded
-class ModelEndpoint(models.Model):
+class ModelEndpoint(OwnedModel):
     """An OpenAI-compatible model server (vLLM or a commercial API) that LLM nodes call."""
 
     class Kind(models.TextChoices):
@@ -70,16 +61,6 @@ class ModelEndpoint(models.Model):
     model = models.CharField(_("served model name"), max_length=200)
     api_key = EncryptedTextField(_("API key"))
     enabled = models.BooleanField(_("enabled"), default=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        verbose_name=_("created by"),
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-    )
-    created_at = models.DateTimeField(_("created"), auto_now_add=True)
-    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         ordering = ["name"]
