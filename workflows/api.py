@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assistant_site.crypto import is_set
-from assistant_site.permissions import ObjectPermission, ViewableObjectsFilter, viewable
+from assistant_site.permissions import ObjectPermission, ViewableObjectsFilter, user_can, viewable
 from workflows import services
 from workflows.engine.diff import graph_diff
 from workflows.exceptions import DraftConflictError, NoPublishedVersionError, WorkflowInvalidError
@@ -515,3 +515,18 @@ class WorkflowRollbackApi(_WorkflowApi):
             raise ValidationError({"version": [f"no published version {number}"]})
         version = services.workflow_rollback(workflow=workflow, number=number, actor=request.user)
         return Response(VersionOutputSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class RunCancelApi(RunDetailApi):
+    """Cancel a run: a queued one at once, a running one within a few seconds."""
+
+    @extend_schema(request=None, responses={202: RunOutputSerializer})
+    def post(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        if not user_can(request.user, "run", run.workflow):
+            self.permission_denied(request, message="you may not run (or cancel) this workflow")
+        if run.status in Run.FINISHED:
+            raise ValidationError({"status": [f"the run has already finished ({run.status})"]})
+        services.run_cancel(run=run, actor=request.user)
+        run.refresh_from_db()
+        return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)

@@ -147,6 +147,8 @@ class Run(models.Model):
     duration_ms = models.FloatField(_("duration (ms)"), null=True, blank=True)
     # Written by the worker while it executes the run; a stale heartbeat means it died.
     heartbeat_at = models.DateTimeField(_("last heartbeat"), null=True, blank=True)
+    # Set by someone cancelling a running run; the worker notices it with its heartbeat.
+    cancel_requested = models.BooleanField(_("cancel requested"), default=False)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
 
     class Meta:

@@ -16,7 +16,7 @@ import yaml
 from asgiref.sync import sync_to_async
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -298,9 +298,12 @@ async def _execute_streaming(
         queue.put_nowait(event)
 
     publisher = asyncio.ensure_future(publish(layer)) if layer is not None else None
-    heartbeat = asyncio.ensure_future(_heartbeat(run.pk))
+    cancel = asyncio.Event()
+    heartbeat = asyncio.ensure_future(_heartbeat(run.pk, cancel))
     try:
-        return await compiled.execute(trigger=run.input, sink=sink, resources=resources)
+        return await compiled.execute(
+            cancel=cancel, trigger=run.input, sink=sink, resources=resources
+        )
     finally:
         heartbeat.cancel()
         if publisher is not None:
@@ -311,21 +314,51 @@ async def _execute_streaming(
                 await close()  # this event loop ends with the run
 
 
-HEARTBEAT_S = 10.0
+HEARTBEAT_S = 2.0
+STALE_AFTER_S = 60.0
 
 
-async def _heartbeat(run_id: Any) -> None:
-    beat = sync_to_async(
-        lambda: Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now()),
-        thread_sensitive=True,
-    )
+def _beat(run_id: Any) -> bool:
+    """Record that the run is alive; answer whether someone asked to cancel it."""
+    try:
+        Run.objects.filter(pk=run_id).update(heartbeat_at=timezone.now())
+        return Run.objects.filter(pk=run_id, cancel_requested=True).exists()
+    finally:
+        # This runs on a shared helper thread that no request cycle ever closes for.
+        close_old_connections()
+
+
+async def _heartbeat(run_id: Any, cancel: asyncio.Event) -> None:
+    beat = sync_to_async(_beat, thread_sensitive=True)
     while True:
         await asyncio.sleep(HEARTBEAT_S)
-        await beat()
+        if await beat(run_id):
+            cancel.set()
+
+
+def run_cancel(*, run: Run, actor: Any) -> Run:
+    """Cancel a queued run at once, or ask the worker running it to stop (within seconds)."""
+    with transaction.atomic():
+        locked = Run.objects.select_for_update().get(pk=run.pk)
+        if locked.status == Run.Status.QUEUED:
+            locked.status = Run.Status.CANCELLED
+            locked.error = "cancelled before it started"
+            locked.finished_at = timezone.now()
+            locked.save(update_fields=["status", "error", "finished_at"])
+        elif locked.status == Run.Status.RUNNING:
+            locked.cancel_requested = True
+            locked.save(update_fields=["cancel_requested"])
+        audit_record(
+            action="run.cancel",
+            target=locked.workflow,
+            actor=actor,
+            extra={"run": str(locked.pk), "status": locked.status},
+        )
+    return locked
 
 
 def runs_sweep(
-    *, stale_after_s: float = 6 * HEARTBEAT_S, max_attempts: int = 2, requeue_after_s: float = 300
+    *, stale_after_s: float = STALE_AFTER_S, max_attempts: int = 2, requeue_after_s: float = 300
 ) -> dict[str, int]:
     """Recover runs a dead worker left behind, and runs whose task never reached a worker.
 

@@ -41,6 +41,7 @@ urlpatterns = [
         name="workflow-rollback",
     ),
     path("runs/<uuid:pk>/", api.RunDetailApi.as_view(), name="run-detail"),
+    path("runs/<uuid:pk>/cancel/", api.RunCancelApi.as_view(), name="run-cancel"),
     path("node-types/", api.NodeTypeListApi.as_view(), name="node-types"),
     path("model-endpoints/", api.ModelEndpointListApi.as_view(), name="endpoint-list"),
     path("model-endpoints/create/", api.ModelEndpointCreateApi.as_view(), name="endpoint-create"),

@@ -125,12 +125,13 @@ class CompiledWorkflow:
         trigger_node: str | None = None,
         conversation: dict[str, Any] | None = None,
         sink: Sink = _discard,
-        run_timeout_s: float = 600.0,
+        run_timeout_s: float | None = None,
         cancel: asyncio.Event | None = None,
         resources: Mapping[ResourceKey, Any] | None = None,
     ) -> RunResult:
         run = _Run(self, trigger, conversation or {}, sink, cancel, resources=resources or {})
-        return await run.go(trigger_node or self.triggers[0], run_timeout_s)
+        limit = run_timeout_s if run_timeout_s is not None else self.graph.settings.run_timeout_s
+        return await run.go(trigger_node or self.triggers[0], limit)
 
 
 class _Run:

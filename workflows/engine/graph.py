@@ -64,8 +64,19 @@ class EdgeSpec(_Strict):
     target_handle: str = INPUT_HANDLE
 
 
+class WorkflowSettings(_Strict):
+    run_timeout_s: float = Field(
+        default=600.0,
+        ge=1,
+        le=86_400,
+        title="Run time limit (seconds)",
+        description="A run still going after this long is stopped and marked timed out.",
+    )
+
+
 class WorkflowGraph(_Strict):
     format_version: Literal[1] = FORMAT_VERSION
+    settings: WorkflowSettings = Field(default_factory=WorkflowSettings)
     nodes: list[NodeSpec] = Field(default_factory=list)
     edges: list[EdgeSpec] = Field(default_factory=list)
     variables: dict[str, Any] = Field(default_factory=dict)
