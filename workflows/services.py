@@ -413,6 +413,9 @@ def run_execute(*, run_id: str) -> Run:
     try:
         compiled = _compile(run)
         resources = _resources_load(compiled.required_resources)
+        # A run mostly waits on models and APIs: give the connection back (to the pool) for
+        # that time, or a few runs would hold every connection of the worker's threads.
+        close_old_connections()
         result = asyncio.run(_execute_streaming(compiled, run, events, resources))
         status, output, error = result.status.value, result.output or "", result.error or ""
     except GraphInvalidError as exc:
@@ -431,6 +434,7 @@ def run_execute(*, run_id: str) -> Run:
         run.finished_at = timezone.now()
         run.duration_ms = (run.finished_at - run.started_at).total_seconds() * 1000
         run.save(update_fields=["status", "output", "error", "finished_at", "duration_ms"])
+    close_old_connections()  # and between tasks, for the same reason
     return run
 
 
