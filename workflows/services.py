@@ -16,7 +16,7 @@ import yaml
 from asgiref.sync import sync_to_async
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -397,6 +397,13 @@ def runs_sweep(
     return counts
 
 
+def _release_connection() -> None:
+    # Not inside a caller's transaction (a test, or a service calling this one): closing
+    # there would break it.
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 def run_execute(*, run_id: str) -> Run:
     """Execute a queued run and persist its result and trace in one transaction."""
     with transaction.atomic():
@@ -415,7 +422,7 @@ def run_execute(*, run_id: str) -> Run:
         resources = _resources_load(compiled.required_resources)
         # A run mostly waits on models and APIs: give the connection back (to the pool) for
         # that time, or a few runs would hold every connection of the worker's threads.
-        close_old_connections()
+        _release_connection()
         result = asyncio.run(_execute_streaming(compiled, run, events, resources))
         status, output, error = result.status.value, result.output or "", result.error or ""
     except GraphInvalidError as exc:
@@ -434,7 +441,7 @@ def run_execute(*, run_id: str) -> Run:
         run.finished_at = timezone.now()
         run.duration_ms = (run.finished_at - run.started_at).total_seconds() * 1000
         run.save(update_fields=["status", "output", "error", "finished_at", "duration_ms"])
-    close_old_connections()  # and between tasks, for the same reason
+    _release_connection()  # and between tasks, for the same reason
     return run
 
 
