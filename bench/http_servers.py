@@ -23,7 +23,6 @@ import math
 import os
 import platform
 import re
-import secrets
 import shlex
 import shutil
 import signal
@@ -42,9 +41,18 @@ from importlib import metadata
 from pathlib import Path
 from types import FrameType
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import (
+    DATABASE_URL,
+    REPO,
+    BenchError,
+    log,
+    percentile_ms,
+    production_env,
+    run_step,
+)
+
 HOST = "127.0.0.1"
-DATABASE_URL = "postgres://postgres@127.0.0.1:5432/assistant_studio_bench"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 REQUEST_TIMEOUT_S = 5.0
 # Upper bound on requests per measurement, whatever the duration (aiohttp client).
@@ -123,48 +131,7 @@ class Row:
         return max(0.0, other) / self.result.elapsed_s
 
 
-class BenchError(RuntimeError):
-    pass
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # --- Environment and database ----------------------------------------------------------
-
-
-def production_env(var_dir: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
-    for key in ("DATABASE_URL", "REDIS_URL", "CHROMA_URL", "DB_POOL", "DB_POOL_MAX_SIZE"):
-        env.pop(key, None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="assistant_site.settings.base",
-        DJANGO_DEBUG="false",
-        DJANGO_HTTPS="false",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        LOG_LEVEL="WARNING",
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        DB_POOL="true",
-        # Collected static files (the admin's template needs the manifest) and the
-        # Prometheus multiprocess folder that the run command and deployments set.
-        VAR_DIR=str(var_dir),
-        PROMETHEUS_MULTIPROC_DIR=str(var_dir / "prometheus"),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def run_step(argv: Sequence[str], env: dict[str, str], timeout_s: float = 120.0) -> str:
-    completed = subprocess.run(
-        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-    )
-    if completed.returncode != 0:
-        raise BenchError(
-            f"{shlex.join(argv)} exited {completed.returncode}:\n{completed.stderr[-3000:]}"
-        )
-    return completed.stdout
 
 
 _SESSION_SNIPPET = f"""
@@ -295,13 +262,6 @@ def running_server(
 
 
 # --- Load generators -------------------------------------------------------------------
-
-
-def percentile_ms(sorted_s: Sequence[float], fraction: float) -> float:
-    if not sorted_s:
-        return math.nan
-    rank = max(1, math.ceil(fraction * len(sorted_s)))
-    return sorted_s[rank - 1] * 1000.0
 
 
 async def _aiohttp_load(
@@ -600,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
             var_dir = Path(tmp)
-            env = production_env(var_dir)
+            env = production_env(var_dir, redis_url=REDIS_URL)
             session_id = prepare(env)
             for server in SERVERS:
                 if args.only and server.name not in args.only:

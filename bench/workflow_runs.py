@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import re
-import secrets
 import shlex
 import signal
 import subprocess
@@ -45,8 +44,17 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-DATABASE_URL = "postgres://postgres@127.0.0.1:5432/assistant_studio_bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import (
+    DATABASE_URL,
+    REPO,
+    BenchError,
+    log,
+    percentile_ms,
+    production_env,
+    run_step,
+)
+
 REDIS_URL = "redis://127.0.0.1:6379/13"
 USERNAME = "bench-runs"
 WORKER_THREADS = 64
@@ -54,10 +62,6 @@ POLL_S = 0.2
 WORKER_START_TIMEOUT_S = 60.0
 WORKER_STOP_TIMEOUT_S = 15.0
 STOP = threading.Event()
-
-
-class BenchError(RuntimeError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -73,45 +77,13 @@ class Row:
     elapsed_s: float
 
 
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 # --- Environment, database, worker -----------------------------------------------------
 
 
-def production_env(var_dir: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO_")}
-    for key in ("DATABASE_URL", "REDIS_URL", "CHROMA_URL", "DB_POOL", "DB_POOL_MAX_SIZE"):
-        env.pop(key, None)
-    for key in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        env.pop(key, None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="assistant_site.settings.base",
-        DJANGO_DEBUG="false",
-        DJANGO_HTTPS="false",
-        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
-        LOG_LEVEL="WARNING",
-        DATABASE_URL=DATABASE_URL,
-        REDIS_URL=REDIS_URL,
-        DB_POOL="true",
-        VAR_DIR=str(var_dir),
-        PROMETHEUS_MULTIPROC_DIR=str(var_dir / "prometheus"),
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def run_step(argv: Sequence[str], env: dict[str, str], timeout_s: float = 120.0) -> None:
-    completed = subprocess.run(
-        argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
-    )
-    if completed.returncode != 0:
-        raise BenchError(
-            f"{shlex.join(argv)} exited {completed.returncode}:\n{completed.stderr[-3000:]}"
-        )
-    if completed.stdout.strip():
-        log(completed.stdout.strip())
+def run_logged(argv: Sequence[str], env: dict[str, str], timeout_s: float = 120.0) -> None:
+    output = run_step(argv, env, timeout_s)
+    if output.strip():
+        log(output.strip())
 
 
 def worker_argv() -> list[str]:
@@ -171,7 +143,6 @@ def setup_django(env: dict[str, str]) -> Any:
     """Points this process at the same settings as the worker; returns the bench user."""
     os.environ.clear()
     os.environ.update(env)
-    sys.path.insert(0, str(REPO))
     import django
 
     django.setup()
@@ -299,13 +270,6 @@ def wait_finished(
             log(f"  {finished}/{expected} finished, {counts}")
         time.sleep(POLL_S)
     return False
-
-
-def percentile_ms(sorted_s: Sequence[float], fraction: float) -> float:
-    if not sorted_s:
-        return math.nan
-    index = min(len(sorted_s) - 1, max(0, math.ceil(fraction * len(sorted_s)) - 1))
-    return sorted_s[index] * 1000
 
 
 def exact_peak(intervals: Sequence[tuple[datetime, datetime]]) -> int:
@@ -529,10 +493,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-runs-") as tmp:
             var_dir = Path(tmp)
             (var_dir / "prometheus").mkdir()
-            env = production_env(var_dir)
+            env = production_env(var_dir, redis_url=REDIS_URL)
             log("creating the database if missing, migrating")
-            run_step([sys.executable, "scripts/create_database.py", DATABASE_URL], env, 30)
-            run_step([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env)
+            run_logged([sys.executable, "scripts/create_database.py", DATABASE_URL], env, 30)
+            run_logged([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env)
             user = setup_django(env)
             rows = scenarios(args, env, var_dir / "worker.log", user)
     except BenchError as exc:
