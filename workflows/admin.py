@@ -9,7 +9,6 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from assistant_site.admin import GuardedAdmin
-from assistant_site.permissions import viewable
 from workflows.engine.sensitive_words import split_words, word_problems
 from workflows.models import (
     ModelEndpoint,
@@ -19,6 +18,7 @@ from workflows.models import (
     Workflow,
     WorkflowVersion,
 )
+from workflows.selectors import workflow_list
 
 # 100,000 words of at most 100 characters, at up to 3 bytes each in UTF-8, plus line breaks.
 UPLOAD_MAX_BYTES = 32 * 1024 * 1024
@@ -111,7 +111,7 @@ class _ReadOnlyAdmin(admin.ModelAdmin[Any]):
         return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        workflows = viewable(request.user, Workflow.objects.all())
+        workflows = workflow_list(user=request.user)
         if obj is not None:
             return workflows.filter(pk=obj.workflow_id).exists()
         return request.user.is_staff and workflows.exists()
@@ -120,7 +120,7 @@ class _ReadOnlyAdmin(admin.ModelAdmin[Any]):
         return self.has_view_permission(request)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        workflows = viewable(request.user, Workflow.objects.all())
+        workflows = workflow_list(user=request.user)
         return super().get_queryset(request).filter(workflow__in=workflows)
 
 

@@ -15,12 +15,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assistant_site.crypto import is_set
-from assistant_site.permissions import ObjectPermission, ViewableObjectsFilter, user_can, viewable
+from assistant_site.permissions import ObjectPermission, ViewableObjectsFilter, user_can
 from workflows import services
 from workflows.engine.diff import graph_diff
 from workflows.exceptions import DraftConflictError, NoPublishedVersionError, WorkflowInvalidError
 from workflows.models import ModelEndpoint, NodeRun, Run, Workflow, WorkflowVersion
 from workflows.nodes import registry
+from workflows.selectors import run_list
 
 
 class WorkflowOutputSerializer(serializers.ModelSerializer[Workflow]):
@@ -413,11 +414,8 @@ class RunDetailApi(generics.RetrieveAPIView[Run]):
     serializer_class = RunOutputSerializer
 
     def get_queryset(self) -> QuerySet[Run]:
-        workflows = viewable(self.request.user, Workflow.objects.all())
         return (
-            Run.objects.filter(workflow__in=workflows)
-            .select_related("version")
-            .prefetch_related("node_runs")
+            run_list(user=self.request.user).select_related("version").prefetch_related("node_runs")
         )
 
 

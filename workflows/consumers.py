@@ -13,8 +13,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from assistant_site.permissions import viewable
-from workflows.models import Run, Workflow
+from workflows.selectors import run_list
 
 CLOSE_NOT_FOUND = 4404
 
@@ -26,11 +25,7 @@ def run_group(run_id: Any) -> str:
 def _load_trace(user: Any, run_id: str) -> dict[str, Any] | None:
     if not user.is_authenticated:
         return None
-    run = (
-        Run.objects.filter(pk=run_id, workflow__in=viewable(user, Workflow.objects.all()))
-        .prefetch_related("node_runs")
-        .first()
-    )
+    run = run_list(user=user).filter(pk=run_id).prefetch_related("node_runs").first()
     if run is None:
         return None
     return {
