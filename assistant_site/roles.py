@@ -71,6 +71,7 @@ ROLES: tuple[Role, ...] = (
         staff=False,
         permissions=(
             "workflows.add_workflow",
+            "workflows.add_credential",
             "workflows.view_modelendpoint",
             "workflows.use_modelendpoint",
             "knowledge.view_knowledgebase",

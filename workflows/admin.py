@@ -11,6 +11,9 @@ from django.utils.translation import gettext_lazy as _
 from assistant_site.admin import GuardedAdmin
 from workflows.engine.sensitive_words import split_words, word_problems
 from workflows.models import (
+    Conversation,
+    ConversationMessage,
+    Credential,
     ModelEndpoint,
     NodeRun,
     Run,
@@ -38,6 +41,13 @@ class ModelEndpointAdmin(GuardedAdmin[ModelEndpoint]):
     list_display = ("name", "kind", "base_url", "model", "enabled")
     list_filter = ("kind", "enabled")
     search_fields = ("name", "model", "base_url")
+    readonly_fields = ("created_by", "created_at", "updated_at")
+
+
+@admin.register(Credential)
+class CredentialAdmin(GuardedAdmin[Credential]):
+    list_display = ("name", "description", "created_by", "updated_at")
+    search_fields = ("name", "description")
     readonly_fields = ("created_by", "created_at", "updated_at")
 
 
@@ -172,3 +182,27 @@ class RunAdmin(_ReadOnlyAdmin):
     date_hierarchy = "created_at"
     inlines = [NodeRunInline]
     list_select_related = ("workflow", "version")
+
+
+class ConversationMessageInline(admin.TabularInline[ConversationMessage, Conversation]):
+    model = ConversationMessage
+    fields = ("created_at", "role", "text", "run")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(_ReadOnlyAdmin):
+    """Conversations are written by runs; people read them here."""
+
+    list_display = ("workflow", "channel", "chat_id", "end_user_id", "updated_at")
+    list_filter = ("channel",)
+    search_fields = ("chat_id", "end_user_id")
+    inlines = (ConversationMessageInline,)

@@ -10,11 +10,12 @@ class WorkflowsConfig(AppConfig):
 
     def ready(self) -> None:
         from audit import registry
-        from workflows.models import ModelEndpoint, SensitiveWordList, Workflow
+        from workflows.models import Credential, ModelEndpoint, SensitiveWordList, Workflow
 
         # Draft saves are frequent and large: the trail shows the revision, not the graph.
         registry.register(Workflow, exclude=("draft",))
         registry.register(ModelEndpoint)
+        registry.register(Credential)
         # A list can hold 100,000 words: the trail records that the words changed (masked, as
         # for a secret), not two copies of the whole list on every edit.
         registry.register(SensitiveWordList, masked=("words",))

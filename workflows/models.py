@@ -4,6 +4,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -150,6 +151,16 @@ class Run(models.Model):
     # Set by someone cancelling a running run; the worker notices it with its heartbeat.
     cancel_requested = models.BooleanField(_("cancel requested"), default=False)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    # The trigger node that started the run (a graph may have several); blank: the first.
+    trigger_node = models.CharField(_("trigger node"), max_length=64, blank=True)
+    conversation = models.ForeignKey(
+        "Conversation",
+        verbose_name=_("conversation"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -225,3 +236,88 @@ class SensitiveWordList(models.Model):
     @property
     def word_count(self) -> int:
         return sum(1 for line in self.words.splitlines() if line.strip())
+
+
+class Conversation(models.Model):
+    """The memory of one chat with one end user, per workflow and channel.
+
+    ``channel`` says where the messages come from (``connector:<id>``, ``webhook``,
+    ``manual``); ``chat_id`` and ``end_user_id`` are the platform's own ids. Runs read the
+    last turns (``conversation.history``) and the run's reply is appended as the next turn.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="conversations")
+    channel = models.CharField(_("channel"), max_length=100)
+    chat_id = models.CharField(_("chat"), max_length=200)
+    end_user_id = models.CharField(_("end user"), max_length=200)
+    created_at = models.DateTimeField(_("started"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("last message"), auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        verbose_name = _("conversation")
+        verbose_name_plural = _("conversations")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["workflow", "channel", "chat_id", "end_user_id"],
+                name="unique_conversation_per_user",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.chat_id} / {self.end_user_id}"
+
+
+class ConversationMessage(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", _("End user")
+        ASSISTANT = "assistant", _("Assistant")
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(_("role"), max_length=16, choices=Role.choices)
+    text = models.TextField(_("text"))
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    created_at = models.DateTimeField(_("sent"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "id"]
+        verbose_name = _("conversation message")
+        verbose_name_plural = _("conversation messages")
+        indexes = [models.Index(fields=["conversation", "-id"], name="conversation_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:40]}"
+
+
+@register_guarded
+class Credential(OwnedModel):
+    """A secret a workflow uses by name: an API token for HTTP request nodes, the signing key
+    of a webhook trigger. Encrypted at rest, never shown by the API, masked in traces."""
+
+    name = models.CharField(
+        _("name"),
+        max_length=100,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9_.-]+$",
+                _("Use letters, digits, dots, dashes and underscores only."),
+            )
+        ],
+    )
+    description = models.TextField(_("description"), blank=True)
+    value = EncryptedTextField(_("value"))
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("credential")
+        verbose_name_plural = _("credentials")
+        permissions = [("use_credential", _("Can use credential in workflows"))]
+
+    def __str__(self) -> str:
+        return self.name

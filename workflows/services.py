@@ -150,6 +150,7 @@ def run_start(
     version: WorkflowVersion | None = None,
     use_draft: bool = False,
     trigger_kind: str = "manual",
+    trigger_node: str = "",
 ) -> Run:
     """Queue a run of the draft (a test run), a given version, or the latest published one.
     The worker is asked to execute it only once the run row is committed."""
@@ -172,6 +173,7 @@ def run_start(
             graph=graph,
             input=trigger_input,
             trigger_kind=trigger_kind,
+            trigger_node=trigger_node,
             created_by=actor,
         )
         transaction.on_commit(lambda: _enqueue_run(run.pk))
@@ -302,7 +304,11 @@ async def _execute_streaming(
     heartbeat = asyncio.ensure_future(_heartbeat(run.pk, cancel))
     try:
         return await compiled.execute(
-            cancel=cancel, trigger=run.input, sink=sink, resources=resources
+            cancel=cancel,
+            trigger=run.input,
+            trigger_node=run.trigger_node or None,
+            sink=sink,
+            resources=resources,
         )
     finally:
         heartbeat.cancel()
