@@ -39,6 +39,12 @@ AUDIT_ENTRIES = Counter(
 RUNS_FINISHED = Counter(
     "assistant_runs_finished_total", "Workflow runs finished, by final status.", ["status"]
 )
+MESSAGES_RECEIVED = Counter(
+    "assistant_messages_received_total",
+    "Chat messages offered to workflows, by outcome: started (a run), ignored (no trigger "
+    "accepted it), rate_limited (the sender was over the workflow's limit; no run).",
+    ["outcome"],
+)
 RUNS_ACTIVE = Gauge(
     "assistant_runs_active",
     "Workflow runs executing right now, over all worker processes.",

@@ -69,14 +69,21 @@ def user_can(user: Any, action: str, obj: models.Model) -> bool:
     return bool(user.has_perm(perm) or user.has_perm(perm, obj))
 
 
-def viewable(user: Any, queryset: models.QuerySet[InstanceT]) -> models.QuerySet[InstanceT]:
+def permitted(
+    user: Any, action: str, queryset: models.QuerySet[InstanceT]
+) -> models.QuerySet[InstanceT]:
+    """The objects of ``queryset`` on which the user may do ``action`` (view, use...)."""
     if not user.is_authenticated:
         # guardian would look up its "anonymous user" row, which we do not create.
         return queryset.none()
     objects: models.QuerySet[InstanceT] = get_objects_for_user(
-        user, permission_name(queryset.model, "view"), queryset, accept_global_perms=True
+        user, permission_name(queryset.model, action), queryset, accept_global_perms=True
     )
     return objects
+
+
+def viewable(user: Any, queryset: models.QuerySet[InstanceT]) -> models.QuerySet[InstanceT]:
+    return permitted(user, "view", queryset)
 
 
 class ObjectPermission(BasePermission):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.db.models import QuerySet
@@ -18,9 +19,16 @@ from assistant_site.crypto import is_set
 from assistant_site.permissions import ObjectPermission, ViewableObjectsFilter, user_can
 from workflows import services
 from workflows.engine.diff import graph_diff
-from workflows.exceptions import DraftConflictError, NoPublishedVersionError, WorkflowInvalidError
-from workflows.models import ModelEndpoint, NodeRun, Run, Workflow, WorkflowVersion
+from workflows.exceptions import (
+    DraftConflictError,
+    NoPublishedVersionError,
+    WebhookRefusedError,
+    WorkflowInvalidError,
+)
+from workflows.models import Credential, ModelEndpoint, NodeRun, Run, Workflow, WorkflowVersion
 from workflows.nodes import registry
+from workflows.nodes.message_trigger import ChatMessage
+from workflows.nodes.webhook_trigger import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from workflows.selectors import run_list
 
 
@@ -165,6 +173,71 @@ class ModelEndpointDeleteApi(_ModelEndpointApi):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class CredentialOutputSerializer(serializers.ModelSerializer[Credential]):
+    # The value never leaves the server, not even to its owner.
+    value_set = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Credential
+        fields = ("id", "name", "description", "value_set", "created_at", "updated_at")
+
+    def get_value_set(self, credential: Credential) -> bool:
+        return is_set(credential.value)
+
+
+class CredentialInputSerializer(serializers.ModelSerializer[Credential]):
+    value = serializers.CharField(
+        write_only=True, trim_whitespace=False, max_length=10_000, help_text="Write-only."
+    )
+
+    class Meta:
+        model = Credential
+        fields = ("name", "description", "value")
+
+
+class _CredentialApi(generics.GenericAPIView[Credential]):
+    permission_classes = [ObjectPermission]
+    filter_backends = [ViewableObjectsFilter]
+    serializer_class = CredentialOutputSerializer
+    queryset = Credential.objects.all()
+
+
+class CredentialListApi(_CredentialApi, generics.ListAPIView[Credential]):
+    """Credentials the caller may view (names and descriptions; never values)."""
+
+
+class CredentialCreateApi(_CredentialApi):
+    model_action = "add"
+
+    @extend_schema(request=CredentialInputSerializer, responses={201: CredentialOutputSerializer})
+    def post(self, request: Request) -> Response:
+        payload = CredentialInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        credential = services.credential_create(actor=request.user, data=payload.validated_data)
+        return Response(CredentialOutputSerializer(credential).data, status=status.HTTP_201_CREATED)
+
+
+class CredentialDetailApi(_CredentialApi, generics.RetrieveAPIView[Credential]):
+    pass
+
+
+class CredentialUpdateApi(_CredentialApi):
+    @extend_schema(request=CredentialInputSerializer, responses=CredentialOutputSerializer)
+    def patch(self, request: Request, pk: str) -> Response:
+        credential = self.get_object()
+        payload = CredentialInputSerializer(credential, data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        credential = services.credential_update(credential=credential, data=payload.validated_data)
+        return Response(CredentialOutputSerializer(credential).data)
+
+
+class CredentialDeleteApi(_CredentialApi):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: str) -> Response:
+        services.credential_delete(credential=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 # --- node types, drafts, validation, publishing, runs --------------------------------------
 
 
@@ -227,7 +300,7 @@ class WorkflowDraftApi(_WorkflowApi):
     @extend_schema(responses=DraftOutputSerializer)
     def get(self, request: Request, pk: str) -> Response:
         workflow = self.get_object()
-        problems = services.workflow_validate(graph=workflow.draft)
+        problems = services.workflow_validate(graph=workflow.draft, actor=request.user)
         return Response(
             {"graph": workflow.draft, "revision": workflow.draft_revision, "problems": problems}
         )
@@ -254,7 +327,7 @@ class WorkflowDraftSaveApi(_WorkflowApi):
             )
         except WorkflowInvalidError as exc:
             return _invalid(exc)
-        problems = services.workflow_validate(graph=saved.draft)
+        problems = services.workflow_validate(graph=saved.draft, actor=request.user)
         return Response(
             {"graph": saved.draft, "revision": saved.draft_revision, "problems": problems}
         )
@@ -275,7 +348,7 @@ class WorkflowValidateApi(_WorkflowApi):
         payload = GraphInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         graph = payload.validated_data.get("graph", workflow.draft)
-        problems = services.workflow_validate(graph=graph)
+        problems = services.workflow_validate(graph=graph, actor=request.user)
         return Response({"valid": not problems, "problems": problems})
 
 
@@ -351,6 +424,8 @@ class RunOutputSerializer(serializers.ModelSerializer[Run]):
             "workflow",
             "version",
             "trigger_kind",
+            "trigger_node",
+            "conversation",
             "status",
             "input",
             "output",
@@ -406,6 +481,177 @@ class WorkflowRunCreateApi(_WorkflowApi):
             raise ValidationError({"version": [str(exc)]}) from exc
         run.refresh_from_db()
         return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+def _pinned_version(workflow: Workflow, choice: str) -> WorkflowVersion | None:
+    """'latest' (None) or a published version number, else a 400 naming the field."""
+    if choice == "latest":
+        return None
+    version = workflow.versions.filter(number=int(choice) if choice.isdigit() else -1).first()
+    if version is None:
+        raise ValidationError({"version": [f"no published version {choice!r}"]})
+    return version
+
+
+class MessageInputSerializer(serializers.Serializer[Any]):
+    """A chat message, as connectors hand them over (see workflows.nodes.message_trigger)."""
+
+    text = serializers.CharField(allow_blank=True, max_length=20_000, trim_whitespace=False)
+    chat_type = serializers.ChoiceField(choices=["private", "group"], default="private")
+    mentioned = serializers.BooleanField(default=False)
+    channel = serializers.CharField(max_length=100, default="api")
+    chat_id = serializers.CharField(max_length=200)
+    user_id = serializers.CharField(max_length=200)
+    user_name = serializers.CharField(max_length=200, allow_blank=True, default="")
+    message_id = serializers.CharField(max_length=200, allow_blank=True, default="")
+    payload = serializers.DictField(default=dict)
+    version = serializers.CharField(
+        default="latest", help_text="'latest' or a published version number", write_only=True
+    )
+
+
+class MessageOutcomeSerializer(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=["started", "ignored", "rate_limited"])
+    run = serializers.UUIDField(allow_null=True)
+    conversation = serializers.UUIDField(allow_null=True)
+    reason = serializers.CharField()
+    reply = serializers.CharField(help_text="what to answer the sender when rate limited")
+    retry_after_s = serializers.FloatField()
+
+
+class WorkflowMessageApi(_WorkflowApi):
+    """Offer a chat message to the published workflow, as a connector does.
+
+    202: a run started (follow it at /api/runs/<run>/); 200: no message trigger accepted the
+    message (``reason`` says why); 429: the sender is over the workflow's rate limit, no run
+    was created, ``reply`` is the polite answer to send.
+    """
+
+    object_action = "run"
+
+    @extend_schema(
+        request=MessageInputSerializer,
+        responses={
+            202: MessageOutcomeSerializer,
+            200: MessageOutcomeSerializer,
+            429: MessageOutcomeSerializer,
+        },
+    )
+    def post(self, request: Request, pk: str) -> Response:
+        workflow = self.get_object()
+        payload = MessageInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = dict(payload.validated_data)
+        version = _pinned_version(workflow, data.pop("version"))
+        try:
+            outcome = services.message_receive(
+                workflow=workflow,
+                message=ChatMessage.model_validate(data),
+                actor=request.user,
+                version=version,
+            )
+        except NoPublishedVersionError as exc:
+            raise ValidationError({"version": [str(exc)]}) from exc
+        answer = {
+            "status": outcome.status,
+            "run": outcome.run.pk if outcome.run else None,
+            "conversation": outcome.run.conversation_id if outcome.run else None,
+            "reason": outcome.reason,
+            "reply": outcome.reply,
+            "retry_after_s": outcome.retry_after_s,
+        }
+        code = {"started": 202, "ignored": 200, "rate_limited": 429}[outcome.status]
+        headers = (
+            {"Retry-After": str(max(1, math.ceil(outcome.retry_after_s)))}
+            if outcome.status == "rate_limited"
+            else None
+        )
+        return Response(answer, status=code, headers=headers)
+
+
+class NodeTestVariablesSerializer(serializers.Serializer[Any]):
+    trigger = serializers.DictField(default=dict, help_text="what the trigger received")
+    conversation = serializers.DictField(default=dict)
+    nodes = serializers.DictField(
+        child=serializers.DictField(),
+        default=dict,
+        help_text="outputs of upstream nodes by node id, as nodes.<id>.<output> reads them",
+    )
+    vars = serializers.DictField(default=dict, help_text="workflow variables")
+
+
+class NodeTestInputSerializer(serializers.Serializer[Any]):
+    variables = NodeTestVariablesSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = set(self.initial_data.get("variables", {}) or {}) - {
+            "trigger",
+            "conversation",
+            "nodes",
+            "vars",
+        }
+        if unknown:
+            raise ValidationError(
+                {"variables": [f"unknown variable root(s): {', '.join(sorted(unknown))}"]}
+            )
+        return attrs
+
+
+class WorkflowNodeTestApi(_WorkflowApi):
+    """Run one node of the draft with inputs typed by hand and get its outputs at once, as in
+    Dify and n8n. Nothing is stored. The rest of the draft may be unfinished; a node that
+    is itself invalid answers 400 with the problems."""
+
+    object_action = "run"
+
+    @extend_schema(request=NodeTestInputSerializer, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request: Request, pk: str, node_id: str) -> Response:
+        workflow = self.get_object()
+        if not isinstance(request.data, dict):
+            raise ValidationError({"variables": ["send a JSON object"]})
+        payload = NodeTestInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        variables = payload.validated_data.get("variables") or {}
+        try:
+            result = services.node_test_run(
+                workflow=workflow, node_id=node_id, variables=variables, actor=request.user
+            )
+        except KeyError:
+            return Response(
+                {"detail": f"the draft has no node {node_id!r}", "field": "node_id"},
+                status=status.HTTP_404_NOT_FOUND,
+            )
+        except WorkflowInvalidError as exc:
+            return _invalid(exc)
+        return Response(result)
+
+
+class WorkflowWebhookApi(APIView):
+    """A webhook trigger's URL: other systems POST signed JSON here (no login; the signature
+    is the authentication). 202 with the run; a repeated delivery answers 200 and starts
+    nothing; refusals answer 4xx/5xx with ``field`` naming what is wrong."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, pk: str, node_id: str) -> Response:
+        workflow = Workflow.objects.filter(pk=pk).first()
+        try:
+            if workflow is None:
+                raise WebhookRefusedError(404, "url", "no such workflow")
+            run = services.webhook_receive(
+                workflow=workflow,
+                node_id=node_id,
+                body=request.body,
+                timestamp=request.headers.get(TIMESTAMP_HEADER),
+                signature=request.headers.get(SIGNATURE_HEADER),
+            )
+        except WebhookRefusedError as exc:
+            return Response({"detail": str(exc), "field": exc.field}, status=exc.status)
+        if run is None:
+            return Response({"status": "duplicate", "run": None}, status=status.HTTP_200_OK)
+        return Response({"status": "started", "run": run.pk}, status=status.HTTP_202_ACCEPTED)
 
 
 class RunDetailApi(generics.RetrieveAPIView[Run]):

@@ -73,3 +73,8 @@ class RunTraceConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     async def trace_event(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": "event", "event": message["event"]})
+
+    async def trace_events(self, message: dict[str, Any]) -> None:
+        # The worker batches events that arrive together; watchers get them one by one.
+        for event in message["events"]:
+            await self.send_json({"type": "event", "event": event})

@@ -26,3 +26,13 @@ class DraftConflictError(Exception):
 
 class NoPublishedVersionError(Exception):
     pass
+
+
+class WebhookRefusedError(Exception):
+    """A webhook request the workflow does not take; ``status`` is the HTTP answer and
+    ``field`` names what is wrong (a header, the body, the URL)."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field

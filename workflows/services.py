@@ -4,35 +4,66 @@ inside the same transaction."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+import threading
+import time
 from collections.abc import Collection
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from asgiref.sync import sync_to_async
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
+from django.core.cache import cache
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from assistant_site.metrics import NODE_DURATION, RUN_QUEUE_WAIT, RUNS_ACTIVE, RUNS_FINISHED
+from assistant_site.crypto import MASK, SecretDecryptionError, StoredSecret
+from assistant_site.metrics import (
+    MESSAGES_RECEIVED,
+    NODE_DURATION,
+    RUN_QUEUE_WAIT,
+    RUNS_ACTIVE,
+    RUNS_FINISHED,
+)
+from assistant_site.permissions import permitted, viewable
+from assistant_site.ratelimit import bucket_take
 from assistant_site.sharing import owner_permissions_grant
 from audit.services import audit_record
+from knowledge.models import KnowledgeBase
 from workflows.consumers import run_group
-from workflows.engine.executor import CompiledWorkflow, GraphInvalidError, RunResult, TraceEvent
+from workflows.engine.executor import (
+    CompiledWorkflow,
+    GraphInvalidError,
+    NodeOutcome,
+    NodeStatus,
+    RunResult,
+    TraceEvent,
+    execute_node,
+)
 from workflows.engine.sensitive_words import (
     WORD_LIST_RESOURCE,
     MatcherCache,
     split_words,
 )
 from workflows.engine.validation import validate_graph
-from workflows.exceptions import DraftConflictError, NoPublishedVersionError, WorkflowInvalidError
+from workflows.exceptions import (
+    DraftConflictError,
+    NoPublishedVersionError,
+    WebhookRefusedError,
+    WorkflowInvalidError,
+)
 from workflows.models import (
+    Conversation,
+    ConversationMessage,
+    Credential,
     ModelEndpoint,
     NodeRun,
     Run,
@@ -40,7 +71,17 @@ from workflows.models import (
     Workflow,
     WorkflowVersion,
 )
-from workflows.nodes.base import ResourceKey
+from workflows.nodes import registry
+from workflows.nodes.base import CREDENTIAL_RESOURCE, NodeCategory, ResourceKey
+from workflows.nodes.knowledge_retrieval import KNOWLEDGE_BASE_RESOURCE
+from workflows.nodes.message_trigger import ChatMessage, MessageTrigger
+from workflows.nodes.schedule_trigger import ScheduleTrigger, ScheduleTriggerConfig
+from workflows.nodes.webhook_trigger import (
+    SignatureError,
+    WebhookTrigger,
+    WebhookTriggerConfig,
+    signature_check,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +104,7 @@ def workflow_update(*, workflow: Workflow, data: dict[str, Any]) -> Workflow:
 
 def workflow_delete(*, workflow: Workflow) -> None:
     with transaction.atomic():
+        workflow_schedules_delete(workflow_id=workflow.pk)
         workflow.delete()
 
 
@@ -86,16 +128,50 @@ def model_endpoint_delete(*, endpoint: ModelEndpoint) -> None:
         endpoint.delete()
 
 
+def credential_create(*, actor: Any, data: dict[str, Any]) -> Credential:
+    with transaction.atomic():
+        credential = Credential.objects.create(created_by=actor, **data)
+        owner_permissions_grant(user=actor, obj=credential)
+    return credential
+
+
+def credential_update(*, credential: Credential, data: dict[str, Any]) -> Credential:
+    with transaction.atomic():
+        for field, value in data.items():
+            setattr(credential, field, value)
+        credential.save()
+    return credential
+
+
+def credential_delete(*, credential: Credential) -> None:
+    with transaction.atomic():
+        credential.delete()
+
+
 # --- drafts, validation, publishing --------------------------------------------------------
 
 
-def workflow_validate(*, graph: Any) -> list[dict[str, Any]]:
-    # Nodes may name things in the database (word lists): the engine checks them against these.
-    known = {
+def _known_resources(actor: Any) -> dict[str, set[str]]:
+    """What nodes may name, by resource kind: enabled word lists, and the credentials and
+    knowledge bases ``actor`` may use (all of them for the system, ``actor=None``)."""
+    credentials = Credential.objects.all()
+    bases = KnowledgeBase.objects.all()
+    if actor is not None:
+        credentials = permitted(actor, "use", credentials)
+        bases = viewable(actor, bases)
+    return {
         WORD_LIST_RESOURCE: set(
             SensitiveWordList.objects.filter(enabled=True).values_list("name", flat=True)
-        )
+        ),
+        CREDENTIAL_RESOURCE: set(credentials.values_list("name", flat=True)),
+        KNOWLEDGE_BASE_RESOURCE: {str(pk) for pk in bases.values_list("pk", flat=True)},
     }
+
+
+def workflow_validate(*, graph: Any, actor: Any = None) -> list[dict[str, Any]]:
+    """Every problem of the graph. Nodes may name things in the database (word lists,
+    credentials, knowledge bases): those must exist and, with an ``actor``, be theirs to use."""
+    known = _known_resources(actor)
     return [problem.as_dict() for problem in validate_graph(graph, resources=known).problems]
 
 
@@ -117,7 +193,7 @@ def workflow_draft_save(*, workflow: Workflow, graph: Any, base_revision: int) -
 
 
 def workflow_publish(*, workflow: Workflow, actor: Any, changelog: str = "") -> WorkflowVersion:
-    problems = workflow_validate(graph=workflow.draft)
+    problems = workflow_validate(graph=workflow.draft, actor=actor)
     if problems:
         raise WorkflowInvalidError(problems)
     with transaction.atomic():
@@ -136,6 +212,7 @@ def workflow_publish(*, workflow: Workflow, actor: Any, changelog: str = "") -> 
             extra={"version": version.number, "changelog": changelog[:500]},
             actor=actor,
         )
+        workflow_schedules_sync(workflow=locked)
     return version
 
 
@@ -151,11 +228,12 @@ def run_start(
     use_draft: bool = False,
     trigger_kind: str = "manual",
     trigger_node: str = "",
+    conversation: Conversation | None = None,
 ) -> Run:
     """Queue a run of the draft (a test run), a given version, or the latest published one.
     The worker is asked to execute it only once the run row is committed."""
     if use_draft:
-        problems = workflow_validate(graph=workflow.draft)
+        problems = workflow_validate(graph=workflow.draft, actor=actor)
         if problems:
             raise WorkflowInvalidError(problems)
         graph = workflow.draft
@@ -166,6 +244,18 @@ def run_start(
                 "the workflow has no published version yet: publish it, or run the draft"
             )
         graph = version.graph
+    if trigger_node and not _is_trigger(graph, trigger_node):
+        raise WorkflowInvalidError(
+            [
+                {
+                    "code": "unknown_trigger",
+                    "message": f"the workflow has no trigger node {trigger_node!r}",
+                    "node_id": trigger_node,
+                    "edge_id": None,
+                    "field": "trigger_node",
+                }
+            ]
+        )
     with transaction.atomic():
         run = Run.objects.create(
             workflow=workflow,
@@ -174,10 +264,19 @@ def run_start(
             input=trigger_input,
             trigger_kind=trigger_kind,
             trigger_node=trigger_node,
+            conversation=conversation,
             created_by=actor,
         )
         transaction.on_commit(lambda: _enqueue_run(run.pk))
     return run
+
+
+def _is_trigger(graph: dict[str, Any], node_id: str) -> bool:
+    for node in graph.get("nodes", []):
+        if node.get("id") == node_id:
+            node_type = registry.get(node.get("type", ""), node.get("type_version", 1))
+            return node_type is not None and node_type.category is NodeCategory.TRIGGER
+    return False
 
 
 def _enqueue_run(run_id: Any) -> None:
@@ -186,20 +285,243 @@ def _enqueue_run(run_id: Any) -> None:
     run_execute_task.delay(str(run_id))
 
 
+# --- messages and conversations ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageOutcome:
+    """What became of a chat message: a run started, or why not."""
+
+    status: Literal["started", "ignored", "rate_limited"]
+    run: Run | None = None
+    reason: str = ""
+    reply: str = ""  # the polite answer when rate limited
+    retry_after_s: float = 0.0
+
+
+def _message_trigger_for(compiled: CompiledWorkflow, message: ChatMessage) -> tuple[str, str]:
+    """The first message trigger accepting the message, or "" and why none did."""
+    reasons: list[str] = []
+    for node_id in compiled.triggers:
+        node = compiled.nodes[node_id]
+        if isinstance(node, MessageTrigger):
+            reason = MessageTrigger.accepts(node.config, message)
+            if reason is None:
+                return node_id, ""
+            reasons.append(reason)
+    return "", "; ".join(reasons) or "the workflow has no message trigger"
+
+
+def message_receive(
+    *,
+    workflow: Workflow,
+    message: ChatMessage,
+    actor: Any = None,
+    version: WorkflowVersion | None = None,
+) -> MessageOutcome:
+    """Offer a chat message to the workflow's published version (or a pinned one).
+
+    A message no trigger accepts starts nothing. Over the workflow's per-user rate limit, the
+    caller gets the polite reply to send and no run is created. Otherwise the message joins
+    its conversation (created on first contact) and a run is queued.
+    """
+    version = version or workflow.versions.order_by("-number").first()
+    if version is None:
+        raise NoPublishedVersionError("the workflow has no published version yet: publish it")
+    compiled = _compile_version(version.pk, version.graph)
+    trigger_node, reason = _message_trigger_for(compiled, message)
+    if not trigger_node:
+        MESSAGES_RECEIVED.labels("ignored").inc()
+        return MessageOutcome("ignored", reason=reason)
+    limit = compiled.graph.settings.rate_limit
+    if limit.enabled:
+        bucket = bucket_take(
+            key=f"workflow:{workflow.pk}:{message.channel}:{message.user_id}",
+            capacity=limit.burst,
+            refill_per_s=limit.per_minute / 60,
+        )
+        if not bucket.allowed:
+            MESSAGES_RECEIVED.labels("rate_limited").inc()
+            return MessageOutcome(
+                "rate_limited",
+                reason="the sender is over the workflow's rate limit",
+                reply=limit.message,
+                retry_after_s=bucket.retry_after_s,
+            )
+    with transaction.atomic():
+        conversation, _created = Conversation.objects.get_or_create(
+            workflow=workflow,
+            channel=message.channel,
+            chat_id=message.chat_id,
+            end_user_id=message.user_id,
+        )
+        run = run_start(
+            workflow=workflow,
+            actor=actor,
+            trigger_input=message.model_dump(mode="json"),
+            version=version,
+            trigger_kind="message",
+            trigger_node=trigger_node,
+            conversation=conversation,
+        )
+        ConversationMessage.objects.create(
+            conversation=conversation,
+            role=ConversationMessage.Role.USER,
+            text=message.text,
+            run=run,
+        )
+        # Touch the conversation, so that "last message" sorts it first.
+        conversation.save(update_fields=["updated_at"])
+    MESSAGES_RECEIVED.labels("started").inc()
+    return MessageOutcome("started", run=run)
+
+
+WEBHOOK_MAX_BODY_BYTES = 1_000_000
+
+
+def webhook_receive(
+    *,
+    workflow: Workflow,
+    node_id: str,
+    body: bytes,
+    timestamp: str | None,
+    signature: str | None,
+) -> Run | None:
+    """Start a run of the latest published version from its signed webhook trigger.
+
+    Refusals raise :class:`WebhookRefusedError`. A request delivered twice (same signature,
+    hence same body and timestamp) starts one run: the repeat answers None.
+    """
+    version = workflow.versions.order_by("-number").first()
+    node = next(
+        (
+            node
+            for node in (version.graph.get("nodes", []) if version else [])
+            if node.get("id") == node_id and node.get("type") == WebhookTrigger.type_id
+        ),
+        None,
+    )
+    if version is None or node is None:
+        raise WebhookRefusedError(
+            404, "url", "this workflow has no published webhook trigger with that id"
+        )
+    if len(body) > WEBHOOK_MAX_BODY_BYTES:
+        raise WebhookRefusedError(
+            413, "body", f"the body is larger than {WEBHOOK_MAX_BODY_BYTES} bytes"
+        )
+    config = WebhookTriggerConfig.model_validate(node.get("config", {}))
+    key: Any = (
+        Credential.objects.filter(name=config.credential).values_list("value", flat=True).first()
+    )
+    if not isinstance(key, StoredSecret):
+        raise WebhookRefusedError(
+            503,
+            "credential",
+            f"the signing key credential {config.credential!r} is missing: ask the "
+            "workflow's owner to create it",
+        )
+    try:
+        signature_check(
+            key=key.reveal(),
+            timestamp=timestamp,
+            signature=signature,
+            body=body,
+            now=time.time(),
+            max_age_s=config.max_age_s,
+        )
+    except SignatureError as exc:
+        raise WebhookRefusedError(401, exc.field, str(exc)) from exc
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WebhookRefusedError(400, "body", f"the body is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise WebhookRefusedError(400, "body", "the body must be a JSON object")
+    # A signature covers the timestamp, so it is unique per request: remembering it for the
+    # accepted window refuses replays and makes a sender's retry start one run, not two.
+    if not cache.add(f"webhook:{signature}", 1, timeout=config.max_age_s * 2):
+        return None
+    text = payload.get("text")
+    return run_start(
+        workflow=workflow,
+        actor=None,
+        version=version,
+        trigger_kind="webhook",
+        trigger_node=node_id,
+        trigger_input={
+            "text": text if isinstance(text, str) else "",
+            "payload": payload,
+            "received_at": timezone.now().isoformat(),
+        },
+    )
+
+
+def _conversation_memory(run: Run, turns: int) -> dict[str, Any]:
+    """What templates read as ``conversation``: who, and the earlier messages, oldest first."""
+    if run.conversation_id is None:
+        return {}
+    conversation = Conversation.objects.get(pk=run.conversation_id)
+    earlier = (
+        conversation.messages.exclude(run_id=run.pk)
+        .order_by("-id")
+        .values_list("role", "text")[: turns * 2]
+        if turns
+        else []
+    )
+    return {
+        "id": str(conversation.pk),
+        "channel": conversation.channel,
+        "chat_id": conversation.chat_id,
+        "user_id": conversation.end_user_id,
+        "history": [{"role": role, "text": text} for role, text in reversed(list(earlier))],
+    }
+
+
+def _conversation_append_replies(run: Run, replies: list[str]) -> None:
+    conversation_id = run.conversation_id
+    assert conversation_id is not None  # noqa: S101  (the caller checks)
+    ConversationMessage.objects.bulk_create(
+        ConversationMessage(
+            conversation_id=conversation_id,
+            role=ConversationMessage.Role.ASSISTANT,
+            text=text,
+            run=run,
+        )
+        for text in replies
+        if text
+    )
+    Conversation.objects.filter(pk=conversation_id).update(updated_at=timezone.now())
+
+
+def _replies(events: list[TraceEvent]) -> list[str]:
+    """The texts the run's reply nodes produced, in the order they finished."""
+    return [
+        str((event.outputs or {}).get("text", ""))
+        for event in events
+        if event.kind == "node_finished"
+        and event.node_type == "reply"
+        and event.status == "succeeded"
+    ]
+
+
 _compiled: dict[int, CompiledWorkflow] = {}
 _COMPILED_LIMIT = 256
 
 
-def _compile(run: Run) -> CompiledWorkflow:
+def _compile_version(version_id: int, graph: dict[str, Any]) -> CompiledWorkflow:
     # A published version never changes, so its compiled form is kept per process.
-    if run.version_id is None:
-        return CompiledWorkflow(run.graph)
-    compiled = _compiled.get(run.version_id)
+    compiled = _compiled.get(version_id)
     if compiled is None:
         if len(_compiled) >= _COMPILED_LIMIT:
             _compiled.pop(next(iter(_compiled)))
-        compiled = _compiled[run.version_id] = CompiledWorkflow(run.graph)
+        compiled = _compiled[version_id] = CompiledWorkflow(graph)
     return compiled
+
+
+def _compile(run: Run) -> CompiledWorkflow:
+    if run.version_id is None:
+        return CompiledWorkflow(run.graph)
+    return _compile_version(run.version_id, run.graph)
 
 
 # Compiled per list name and updated_at: a 100,000-word list takes about 0.2 s to build.
@@ -212,32 +534,84 @@ def _word_list_words(pk: int) -> list[str]:
 
 def _resources_load(keys: Collection[ResourceKey]) -> dict[ResourceKey, Any]:
     """Load what the run's nodes declared (``Node.required_resources``). A key naming nothing
-    usable (an unknown or disabled list) is left out: its node then fails, naming it."""
-    names = {name for kind, name in keys if kind == WORD_LIST_RESOURCE}
-    if not names:
-        return {}
-    rows = SensitiveWordList.objects.filter(name__in=names, enabled=True).values_list(
-        "pk", "name", "updated_at"
-    )
+    usable (an unknown or disabled list, an unknown, empty or undecryptable credential) is left
+    out: its node then fails, naming it. Credentials are loaded as their plaintext ``str``."""
     resources: dict[ResourceKey, Any] = {}
-    for pk, name, updated_at in rows:
-        load = functools.partial(_word_list_words, pk)
-        resources[WORD_LIST_RESOURCE, name] = _word_matchers.get_or_build(name, updated_at, load)
+    names = {name for kind, name in keys if kind == WORD_LIST_RESOURCE}
+    if names:
+        rows = SensitiveWordList.objects.filter(name__in=names, enabled=True).values_list(
+            "pk", "name", "updated_at"
+        )
+        for pk, name, updated_at in rows:
+            load = functools.partial(_word_list_words, pk)
+            resources[WORD_LIST_RESOURCE, name] = _word_matchers.get_or_build(
+                name, updated_at, load
+            )
+    credentials = {name for kind, name in keys if kind == CREDENTIAL_RESOURCE}
+    if credentials:
+        for name, value in Credential.objects.filter(name__in=credentials).values_list(
+            "name", "value"
+        ):
+            if not isinstance(value, StoredSecret):
+                continue  # not set
+            try:
+                resources[CREDENTIAL_RESOURCE, name] = value.reveal()
+            except SecretDecryptionError:
+                logger.warning("credential %r cannot be decrypted", name, exc_info=True)
+    # Knowledge bases (KNOWLEDGE_BASE_RESOURCE) get their retrievers here once the knowledge
+    # app indexes documents; until then their keys stay out and the retrieval node fails,
+    # naming the base as not available.
     return resources
+
+
+def _secrets_of(resources: dict[ResourceKey, Any] | None) -> frozenset[str]:
+    """The plaintexts of the credentials a run loaded: what the trace must not show."""
+    return frozenset(
+        value
+        for (kind, _name), value in (resources or {}).items()
+        if kind == CREDENTIAL_RESOURCE and isinstance(value, str) and value
+    )
+
+
+def _mask_secrets(value: Any, secrets: Collection[str]) -> Any:
+    """``value`` (JSON data: dicts, lists, strings...) with every occurrence of a secret in its
+    strings, keys included, replaced by the mask.
+
+    Masking is by value: a secret is found only where it appears verbatim, not once encoded
+    (base64, URL-escaped) or split; and any text that happens to equal a secret is masked too.
+    """
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        # Longest first, so a secret containing another is masked whole.
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return {
+            _mask_secrets(key, secrets): _mask_secrets(item, secrets) for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_mask_secrets(item, secrets) for item in value]
+    return value
 
 
 _TRACE_VALUE_LIMIT = 16_000
 
 
-def _capped(value: Any) -> Any:
-    """Trace values are kept whole up to a size; beyond it, a preview says what was there."""
+def _capped(value: Any, secrets: Collection[str] = ()) -> Any:
+    """Trace values are kept whole up to a size; beyond it, a preview says what was there.
+    Secrets are masked first (on the JSON form, so values shown through ``str`` are covered),
+    so that a preview cannot cut one in half."""
     text = json.dumps(value, ensure_ascii=False, default=str)
+    if secrets:
+        text = json.dumps(_mask_secrets(json.loads(text), secrets), ensure_ascii=False)
     if len(text) <= _TRACE_VALUE_LIMIT:
         return json.loads(text)
     return {"truncated": True, "size": len(text), "preview": text[:_TRACE_VALUE_LIMIT]}
 
 
-def _node_runs(run: Run, events: list[TraceEvent]) -> list[NodeRun]:
+def _node_runs(run: Run, events: list[TraceEvent], secrets: Collection[str] = ()) -> list[NodeRun]:
     started: dict[str, TraceEvent] = {}
     rows: list[NodeRun] = []
     for event in events:
@@ -254,10 +628,10 @@ def _node_runs(run: Run, events: list[TraceEvent]) -> list[NodeRun]:
                 node_type=event.node_type or "",
                 status=event.status or "",
                 attempts=event.attempt,
-                inputs=_capped(first.inputs if first else {}),
-                outputs=_capped(event.outputs or {}),
+                inputs=_capped(first.inputs if first else {}, secrets),
+                outputs=_capped(event.outputs or {}, secrets),
                 branch=event.branch or "",
-                error=event.error or "",
+                error=_mask_secrets(event.error or "", secrets),
                 started_at=(datetime.fromtimestamp(first.started_at, tz=UTC) if first else None),
                 duration_ms=event.duration_ms,
                 tokens_in=event.tokens_in,
@@ -267,12 +641,12 @@ def _node_runs(run: Run, events: list[TraceEvent]) -> list[NodeRun]:
     return rows
 
 
-def _event_message(event: TraceEvent) -> dict[str, Any]:
+def _event_message(event: TraceEvent, secrets: Collection[str] = ()) -> dict[str, Any]:
     data = {key: value for key, value in asdict(event).items() if value not in (None, 0, 0.0)}
     for key in ("inputs", "outputs"):
         if key in data:
-            data[key] = _capped(data[key])
-    return {"type": "trace.event", "event": data}
+            data[key] = _capped(data[key], secrets)
+    return {"type": "trace.event", "event": _mask_secrets(data, secrets)}
 
 
 async def _execute_streaming(
@@ -280,20 +654,29 @@ async def _execute_streaming(
     run: Run,
     events: list[TraceEvent],
     resources: dict[ResourceKey, Any] | None = None,
+    conversation: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Run the graph, streaming each trace event to the run's WebSocket watchers in order."""
-    # A layer of this run's own: channels-redis keeps connections per event loop, and each run
-    # has its own loop here, so sharing the process-wide layer would mix loops across threads.
-    layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER) if channel_layers.configs else None
+    """Run the graph, streaming its trace events to the run's WebSocket watchers in order."""
+    layer = _thread_layer()
     queue: asyncio.Queue[TraceEvent | None] = asyncio.Queue()
+    secrets = _secrets_of(resources)
 
     async def publish(layer: Any) -> None:
-        group = run_group(run.pk)
-        while (event := await queue.get()) is not None:
+        # Events that arrive while a send is under way go out together in the next message:
+        # a short run then costs one or two Redis round trips, not one per event.
+        group, finished = run_group(run.pk), False
+        while not finished:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            finished = batch[-1] is None
+            sending = [_event_message(event, secrets)["event"] for event in batch if event]
+            if not sending:
+                continue
             try:
-                await layer.group_send(group, _event_message(event))
+                await layer.group_send(group, {"type": "trace.events", "events": sending})
             except Exception:  # watchers are optional: a layer outage must not fail the run
-                logger.warning("could not stream trace event of run %s", run.pk, exc_info=True)
+                logger.warning("could not stream trace events of run %s", run.pk, exc_info=True)
 
     def sink(event: TraceEvent) -> None:
         events.append(event)
@@ -307,17 +690,47 @@ async def _execute_streaming(
             cancel=cancel,
             trigger=run.input,
             trigger_node=run.trigger_node or None,
+            conversation=conversation,
             sink=sink,
             resources=resources,
         )
     finally:
         heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
         if publisher is not None:
             queue.put_nowait(None)
             await publisher
-            close = getattr(layer, "close_pools", None)
-            if close is not None:
-                await close()  # this event loop ends with the run
+
+
+class _ThreadRunner(threading.local):
+    loop: asyncio.AbstractEventLoop | None = None
+    layer: Any = None
+    layer_config: str = ""
+
+
+_thread_runner = _ThreadRunner()
+
+
+def _thread_loop() -> asyncio.AbstractEventLoop:
+    """The event loop runs execute on in this thread, kept from run to run: the channel
+    layer's Redis connections belong to a loop, so a loop per run would open and close them
+    for every run (about a third of a short run's cost, measured)."""
+    loop = _thread_runner.loop
+    if loop is None or loop.is_closed():
+        loop = _thread_runner.loop = asyncio.new_event_loop()
+    return loop
+
+
+def _thread_layer() -> Any:
+    """This thread's channel layer, made again only when the settings change (tests)."""
+    if not channel_layers.configs:
+        return None
+    config = repr(channel_layers.configs.get(DEFAULT_CHANNEL_LAYER))
+    if _thread_runner.layer is None or _thread_runner.layer_config != config:
+        _thread_runner.layer = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+        _thread_runner.layer_config = config
+    return _thread_runner.layer
 
 
 HEARTBEAT_S = 2.0
@@ -410,26 +823,48 @@ def _release_connection() -> None:
         close_old_connections()
 
 
+def _run_claim(run_id: str) -> Run | None:
+    """Mark a queued run running and return it, in one statement (no explicit transaction:
+    a short run's cost is mostly database round trips). None if it is not queued: another
+    delivery of the task took it, or it was cancelled."""
+    fields = Run._meta
+    now = timezone.now()
+    started = fields.get_field("started_at").get_db_prep_value(now, connection)
+    claimed = Run.objects.raw(
+        f"UPDATE {fields.db_table} SET status = %s, started_at = %s, heartbeat_at = %s, "  # noqa: S608  (names from the model, values as parameters)
+        "attempts = attempts + 1 WHERE id = %s AND status = %s RETURNING *",
+        [
+            Run.Status.RUNNING.value,
+            started,
+            started,
+            fields.pk.get_db_prep_value(run_id, connection),
+            Run.Status.QUEUED.value,
+        ],
+    )
+    return next(iter(claimed), None)
+
+
 def run_execute(*, run_id: str) -> Run:
     """Execute a queued run and persist its result and trace in one transaction."""
-    with transaction.atomic():
-        run = Run.objects.select_for_update().get(pk=run_id)
-        if run.status != Run.Status.QUEUED:
-            return run  # a duplicate delivery of the task: the run is taken already
-        run.status = Run.Status.RUNNING
-        run.started_at = run.heartbeat_at = timezone.now()
-        run.attempts += 1
-        run.save(update_fields=["status", "started_at", "heartbeat_at", "attempts"])
+    run = _run_claim(run_id)
+    if run is None:
+        return Run.objects.get(pk=run_id)  # a duplicate delivery of the task: taken already
+    assert run.started_at is not None  # noqa: S101  (set by the claim)
     RUN_QUEUE_WAIT.observe((run.started_at - run.created_at).total_seconds())
     events: list[TraceEvent] = []
+    secrets: frozenset[str] = frozenset()
     RUNS_ACTIVE.inc()
     try:
         compiled = _compile(run)
         resources = _resources_load(compiled.required_resources)
+        secrets = _secrets_of(resources)
+        memory = _conversation_memory(run, compiled.graph.settings.memory_turns)
         # A run mostly waits on models and APIs: give the connection back (to the pool) for
         # that time, or a few runs would hold every connection of the worker's threads.
         _release_connection()
-        result = asyncio.run(_execute_streaming(compiled, run, events, resources))
+        result = _thread_loop().run_until_complete(
+            _execute_streaming(compiled, run, events, resources, memory)
+        )
         status, output, error = result.status.value, result.output or "", result.error or ""
     except GraphInvalidError as exc:
         status, output, error = Run.Status.FAILED, "", f"the graph is invalid: {exc}"
@@ -442,13 +877,77 @@ def run_execute(*, run_id: str) -> Run:
                 event.duration_ms / 1000
             )
     with transaction.atomic():
-        NodeRun.objects.bulk_create(_node_runs(run, events))
+        NodeRun.objects.bulk_create(_node_runs(run, events, secrets))
+        output, error = _mask_secrets(output, secrets), _mask_secrets(error, secrets)
         run.status, run.output, run.error = status, output, error
         run.finished_at = timezone.now()
         run.duration_ms = (run.finished_at - run.started_at).total_seconds() * 1000
         run.save(update_fields=["status", "output", "error", "finished_at", "duration_ms"])
+        if run.conversation_id is not None:
+            _conversation_append_replies(run, _replies(events))
     _release_connection()  # and between tasks, for the same reason
     return run
+
+
+NODE_TEST_LIMIT_S = 60.0
+
+
+def node_test_run(
+    *, workflow: Workflow, node_id: str, variables: dict[str, Any], actor: Any
+) -> dict[str, Any]:
+    """Run one node of the draft with inputs given by hand and answer what it did, at once
+    (nothing is stored). The rest of the draft may be unfinished; the node's own config must
+    be valid, and what it names (credentials...) must be the actor's to use."""
+    events: list[TraceEvent] = []
+    spec = next((n for n in workflow.draft.get("nodes", []) if n.get("id") == node_id), None)
+    if spec is None:
+        raise KeyError(node_id)
+    node_type = registry.get(spec.get("type", ""), spec.get("type_version", 1))
+    keys: list[ResourceKey] = []
+    if node_type is not None:
+        try:
+            keys = node_type.required_resources(
+                node_type.Config.model_validate(spec.get("config", {}))
+            )
+        except ValueError:
+            keys = []  # an invalid config is reported by execute_node, naming the field
+    resources = _resources_load(keys)
+    secrets = _secrets_of(resources)
+    known = _known_resources(actor)
+
+    async def test() -> NodeOutcome:
+        async with asyncio.timeout(NODE_TEST_LIMIT_S):
+            return await execute_node(
+                workflow.draft,
+                node_id,
+                variables=variables,
+                resources=resources,
+                known_resources=known,
+                sink=events.append,
+            )
+
+    _release_connection()  # the node may wait on the network
+    try:
+        outcome = asyncio.run(test())
+    except GraphInvalidError as exc:
+        raise WorkflowInvalidError([p.as_dict() for p in exc.problems]) from exc
+    except TimeoutError:
+        outcome = NodeOutcome(
+            NodeStatus.FAILED, error=f"the test took longer than {NODE_TEST_LIMIT_S:g} s"
+        )
+    finished = next((e for e in reversed(events) if e.kind == "node_finished"), None)
+    return {
+        "node_id": node_id,
+        "status": outcome.status.value,
+        "outputs": _capped(outcome.outputs, secrets),
+        "branch": outcome.branch,
+        "error": _mask_secrets(outcome.error or "", secrets),
+        "attempts": outcome.attempts,
+        "duration_ms": outcome.duration_ms,
+        "tokens_in": finished.tokens_in if finished else 0,
+        "tokens_out": finished.tokens_out if finished else 0,
+        "events": [_event_message(event, secrets)["event"] for event in events],
+    }
 
 
 # --- export, import, diff, rollback --------------------------------------------------------
@@ -541,4 +1040,122 @@ def workflow_rollback(*, workflow: Workflow, number: int, actor: Any) -> Workflo
             extra={"to_version": number, "new_version": version.number},
             actor=actor,
         )
+        workflow_schedules_sync(workflow=locked)
     return version
+
+
+# --- schedules -----------------------------------------------------------------------------
+# Each schedule trigger of a workflow's latest published version has one django-celery-beat
+# PeriodicTask, named "workflow:<workflow id>:<node id>", which beat (DatabaseScheduler) fires
+# through the `workflows.run_scheduled` task. The rows are written with the version, inside the
+# publish (or rollback) transaction: they roll back with a failed publish, concurrent publishes
+# are serialised by the workflow's row lock, and beat, which reads them from the database,
+# sees them only once the version is committed, so an on_commit hook would add nothing.
+
+SCHEDULE_TASK = "workflows.run_scheduled"
+SCHEDULE_QUEUE = "runs"
+
+
+def schedule_task_name(*, workflow_id: Any, node_id: str) -> str:
+    return f"workflow:{workflow_id}:{node_id}"
+
+
+def _schedule_triggers(graph: dict[str, Any]) -> dict[str, ScheduleTriggerConfig]:
+    """The schedule trigger nodes of a published graph, by node id."""
+    return {
+        spec["id"]: ScheduleTriggerConfig.model_validate(spec.get("config") or {})
+        for spec in graph.get("nodes", [])
+        if spec.get("type") == ScheduleTrigger.type_id
+        and spec.get("type_version", 1) == ScheduleTrigger.version
+    }
+
+
+def _crontab_for(config: ScheduleTriggerConfig) -> Any:
+    fields = {**config.crontab_fields(), "timezone": config.timezone}
+    # Not get_or_create: nothing keeps the admin from adding an identical crontab, and
+    # get_or_create would then raise MultipleObjectsReturned. Crontabs are shared, never
+    # deleted here.
+    existing = CrontabSchedule.objects.filter(**fields).order_by("pk").first()
+    return existing or CrontabSchedule.objects.create(**fields)
+
+
+def _schedule_tasks_delete(tasks: Any) -> None:
+    # One by one: PeriodicTask.delete() tells beat that the schedule changed, a bulk
+    # QuerySet.delete() would not (beat would fire a deleted entry until its next full read).
+    for task in tasks:
+        task.delete()
+
+
+def workflow_schedules_sync(*, workflow: Workflow) -> None:
+    """Make the beat entries of ``workflow`` match the schedule triggers of its latest
+    published version: one PeriodicTask per node, created, updated in place (a changed cron
+    or time zone) or deleted (the node is gone). An operator's pause (``enabled`` off in the
+    admin) is kept."""
+    latest = workflow.versions.order_by("-number").first()
+    triggers = _schedule_triggers(latest.graph) if latest is not None else {}
+    wanted = {
+        schedule_task_name(workflow_id=workflow.pk, node_id=node_id): (node_id, config)
+        for node_id, config in triggers.items()
+    }
+    with transaction.atomic():
+        existing = {
+            task.name: task
+            for task in PeriodicTask.objects.select_for_update().filter(
+                name__startswith=schedule_task_name(workflow_id=workflow.pk, node_id="")
+            )
+        }
+        _schedule_tasks_delete(task for name, task in existing.items() if name not in wanted)
+        for name, (node_id, config) in wanted.items():
+            values = {
+                "task": SCHEDULE_TASK,
+                "crontab": _crontab_for(config),
+                "interval": None,
+                "solar": None,
+                "clocked": None,
+                "one_off": False,
+                "kwargs": json.dumps({"workflow_id": str(workflow.pk), "node_id": node_id}),
+                "queue": SCHEDULE_QUEUE,
+                "description": (
+                    f"Schedule trigger {node_id} of the workflow “{workflow.name}”. Written when "
+                    "the workflow is published: edits here are replaced by the next publish."
+                ),
+            }
+            task = existing.get(name) or PeriodicTask(name=name, enabled=True)
+            if task.pk is None or any(getattr(task, k) != v for k, v in values.items()):
+                for key, value in values.items():
+                    setattr(task, key, value)
+                task.save()
+
+
+def workflow_schedules_delete(*, workflow_id: Any) -> None:
+    with transaction.atomic():
+        _schedule_tasks_delete(
+            PeriodicTask.objects.select_for_update().filter(
+                name__startswith=schedule_task_name(workflow_id=workflow_id, node_id="")
+            )
+        )
+
+
+def run_scheduled(*, workflow_id: str, node_id: str) -> Run | None:
+    """Start the run for one firing of a schedule trigger (beat's task calls this).
+
+    A firing whose schedule is no longer published (the workflow was deleted other than
+    through ``workflow_delete``, or its latest version lacks the node) deletes its stale beat
+    entry instead and returns None.
+    """
+    workflow = Workflow.objects.filter(pk=workflow_id).first()
+    latest = workflow.versions.order_by("-number").first() if workflow is not None else None
+    config = _schedule_triggers(latest.graph).get(node_id) if latest is not None else None
+    if workflow is None or latest is None or config is None:
+        name = schedule_task_name(workflow_id=workflow_id, node_id=node_id)
+        logger.warning("schedule %s is no longer published: its beat entry is deleted", name)
+        _schedule_tasks_delete(PeriodicTask.objects.filter(name=name))
+        return None
+    return run_start(
+        workflow=workflow,
+        actor=None,
+        version=latest,
+        trigger_kind="schedule",
+        trigger_node=node_id,
+        trigger_input=config.trigger_input(timezone.now()),
+    )

@@ -25,3 +25,14 @@ def run_execute_task(run_id: str) -> str:
 def runs_sweep_task() -> dict[str, int]:
     """Periodic (beat): recover runs left behind by dead workers or a lost broker message."""
     return services.runs_sweep()
+
+
+# At most once, unlike the run tasks: a redelivered firing would start a second run of the
+# same schedule tick (a second reminder sent...), and the task only inserts the run row, so a
+# worker dying in that instant and losing one firing is the lesser harm.
+@shared_task(name="workflows.run_scheduled", acks_late=False)
+def run_scheduled_task(workflow_id: str, node_id: str) -> str | None:
+    """Periodic (beat, one entry per published schedule trigger): start that trigger's run.
+    Goes to the `runs` queue (the default; the beat entry names it too)."""
+    run = services.run_scheduled(workflow_id=workflow_id, node_id=node_id)
+    return str(run.pk) if run is not None else None

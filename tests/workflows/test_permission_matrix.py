@@ -38,6 +38,8 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "rollback": ("post", "workflows/{wf}/versions/1/rollback/", None),
     "run": ("post", "workflows/{wf}/runs/create/", {"text": "x", "version": "latest"}),
     "cancel run": ("post", "runs/{run}/cancel/", None),
+    "message": ("post", "workflows/{wf}/messages/", {"text": "x", "chat_id": "c", "user_id": "u"}),
+    "node test": ("post", "workflows/{wf}/nodes/greet/test/", {"variables": {"trigger": {}}}),
     "delete": ("delete", "workflows/{wf}/delete/", None),
 }
 
@@ -46,7 +48,9 @@ MATRIX: dict[str, dict[str, Any]] = {
     "owner": dict.fromkeys(ENDPOINTS, ALLOWED),
     "viewer": {name: ALLOWED if name in VIEW_ONLY else FORBIDDEN for name in ENDPOINTS},
     "operator": {
-        name: ALLOWED if name in VIEW_ONLY | {"run", "cancel run"} else FORBIDDEN
+        name: ALLOWED
+        if name in VIEW_ONLY | {"run", "cancel run", "message", "node test"}
+        else FORBIDDEN
         for name in ENDPOINTS
     },
     "stranger": dict.fromkeys(ENDPOINTS, HIDDEN),
@@ -100,5 +104,13 @@ def test_the_matrix_covers_every_workflow_endpoint() -> None:
         "endpoint-detail",
         "endpoint-update",
         "endpoint-delete",
+        # Signed, not logged in: tests/workflows/test_webhooks.py.
+        "workflow-webhook",
+        # tests/workflows/test_credential_api.py.
+        "credential-list",
+        "credential-create",
+        "credential-detail",
+        "credential-update",
+        "credential-delete",
     }
     assert len(ENDPOINTS) == len(routed - covered_elsewhere)

@@ -16,13 +16,23 @@ from workflows import services
 from workflows.models import Run
 
 
-def _close_worker_connections() -> None:
+def _database_now() -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]  # type: ignore[index]
+
+
+def _close_worker_connections(since: Any) -> None:
     # The worker's threads are gone but their database sessions stay open until collected,
-    # which would keep the test database from being dropped.
+    # which would keep the test database from being dropped. Only sessions opened since the
+    # worker started: older ones belong to this process's other threads (asgiref's executor),
+    # which would find them killed in a later test.
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_start >= %s",
+            [since],
         )
 
 
@@ -48,6 +58,7 @@ def test_published_runs_execute_on_a_real_worker_through_redis_and_postgresql(
     version = services.workflow_publish(workflow=workflow, actor=designer)
 
     app.control.purge()  # messages left in the test queue by an interrupted earlier run
+    since = _database_now()
     worker = start_worker(
         app,
         pool="threads",
@@ -62,7 +73,7 @@ def test_published_runs_execute_on_a_real_worker_through_redis_and_postgresql(
             for i in range(5)
         ]
         finished = [_wait_finished(run) for run in runs]
-    _close_worker_connections()
+    _close_worker_connections(since)
 
     assert [run.status for run in finished] == ["succeeded"] * 5
     assert [run.output for run in finished] == [f"你好，#{i}" for i in range(5)]

@@ -64,7 +64,34 @@ class EdgeSpec(_Strict):
     target_handle: str = INPUT_HANDLE
 
 
+class RateLimit(_Strict):
+    """A token bucket per end user: ``burst`` messages at once, then ``per_minute``."""
+
+    enabled: bool = Field(default=False, title="Limit how often one person may write")
+    burst: int = Field(default=5, ge=1, le=1000, title="Messages allowed at once")
+    per_minute: float = Field(
+        default=10.0, gt=0, le=6000, title="Messages per minute after that, on average"
+    )
+    message: str = Field(
+        default="You are sending messages faster than I can answer. "
+        "Please wait a moment and try again. / 您发送消息太快了，请稍等片刻再试。",
+        min_length=1,
+        max_length=2000,
+        title="Reply when over the limit",
+        description="Sent instead of running the workflow; no run is created.",
+    )
+
+
 class WorkflowSettings(_Strict):
+    memory_turns: int = Field(
+        default=20,
+        ge=0,
+        le=200,
+        title="Conversation memory (turns)",
+        description="How many earlier exchanges (a message and its reply) runs can read as "
+        "conversation.history.",
+    )
+    rate_limit: RateLimit = Field(default_factory=RateLimit, title="Rate limit per end user")
     run_timeout_s: float = Field(
         default=600.0,
         ge=1,

@@ -7,11 +7,15 @@ from workflows.nodes import (
     end,
     http_request,
     intent,
+    knowledge_retrieval,
     manual_trigger,
+    message_trigger,
     reply,
+    schedule_trigger,
     sensitive_word_filter,
     set_variable,
     template,
+    webhook_trigger,
 )
 
 __all__ = [
@@ -19,9 +23,13 @@ __all__ = [
     "end",
     "http_request",
     "intent",
+    "knowledge_retrieval",
     "manual_trigger",
+    "message_trigger",
     "reply",
+    "schedule_trigger",
     "sensitive_word_filter",
     "set_variable",
     "template",
+    "webhook_trigger",
 ]

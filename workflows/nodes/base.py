@@ -29,6 +29,12 @@ class NodeCategory(enum.StrEnum):
 # "politics"): the runner loads it before the run (see Node.required_resources).
 ResourceKey = tuple[str, str]
 
+# The kind of a credential resource (workflows.models.Credential, by name): its value is the
+# decrypted secret as a str. The runner masks these values in traces.
+CREDENTIAL_RESOURCE = "credential"
+# A credential's plaintext, by the credential's name (an API token, a webhook signing key).
+CREDENTIAL_RESOURCE = "credential"
+
 
 class NodeConfig(BaseModel):
     """Base of every node type's Config: unknown fields are errors, not silently ignored."""

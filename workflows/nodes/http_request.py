@@ -2,13 +2,22 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import quote_plus, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from assistant_site import http
 from workflows.engine.templates import TemplateError
-from workflows.nodes.base import Node, NodeCategory, NodeConfig, NodeContext, NodeResult
+from workflows.nodes.base import (
+    CREDENTIAL_RESOURCE,
+    Node,
+    NodeCategory,
+    NodeConfig,
+    NodeContext,
+    NodeResult,
+    ResourceKey,
+)
 from workflows.nodes.registry import register
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -19,6 +28,72 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$")
 _RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection"}
 _OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _PATH = re.compile(r"^[^.\s]+(\.[^.\s]+)*$")
+# Unreserved URL characters plus brackets (names such as keys[api]); urlencode escapes them.
+_PARAM_NAME = re.compile(r"^[A-Za-z0-9_.~\-\[\]]{1,100}$")
+
+# As workflows.models.Credential.name allows.
+CredentialName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$"
+    ),
+]
+
+
+def _header_problem(name: str) -> str | None:
+    if not _HEADER_NAME.match(name):
+        return f"{name!r} is not a valid header name"
+    if name.lower() in _RESERVED_HEADERS:
+        return f"the {name} header is set by the HTTP client"
+    return None
+
+
+class HttpAuthConfig(NodeConfig):
+    credential: CredentialName = Field(
+        title="Credential",
+        description="Name of a credential, managed in the admin (Workflows > Credentials). "
+        "Its value is sent as the scheme says and is masked in traces.",
+    )
+    scheme: Literal["bearer", "header", "query"] = Field(
+        title="Scheme",
+        description="bearer: Authorization: Bearer <secret>; header: the header named in "
+        "header_name carries the secret; query: the query parameter named in param_name does.",
+    )
+    header_name: str | None = Field(
+        default=None, title="Header name (header scheme)", description="e.g. X-Api-Key"
+    )
+    param_name: str | None = Field(
+        default=None, title="Query parameter (query scheme)", description="e.g. api_key"
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_the_scheme(self) -> Self:
+        if self.scheme == "header":
+            if not self.header_name:
+                raise ValueError("the header scheme needs header_name")
+            problem = _header_problem(self.header_name)
+            if problem:
+                raise ValueError(problem)
+        elif self.header_name is not None:
+            raise ValueError("header_name is used only by the header scheme")
+        if self.scheme == "query":
+            if not self.param_name:
+                raise ValueError("the query scheme needs param_name")
+            if not _PARAM_NAME.match(self.param_name):
+                raise ValueError(
+                    f"{self.param_name!r} is not a valid query parameter name "
+                    "(letters, digits, _ . - ~ [ ])"
+                )
+        elif self.param_name is not None:
+            raise ValueError("param_name is used only by the query scheme")
+        return self
+
+    @property
+    def header(self) -> str | None:
+        """The request header that carries the secret, if the scheme uses one."""
+        if self.scheme == "bearer":
+            return "Authorization"
+        return self.header_name if self.scheme == "header" else None
 
 
 class HttpRequestConfig(NodeConfig):
@@ -65,16 +140,27 @@ class HttpRequestConfig(NodeConfig):
         description="Output name -> dotted path into the JSON answer, e.g. "
         "event_id: data.id or first: items.0.name; read as nodes.<id>.mapped.<name>.",
     )
+    auth: HttpAuthConfig | None = Field(
+        default=None,
+        title="Authentication",
+        description="Sends a credential's secret with the request; no secret in the config.",
+    )
 
     @field_validator("headers")
     @classmethod
     def _valid_headers(cls, headers: dict[str, str]) -> dict[str, str]:
         for name in headers:
-            if not _HEADER_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid header name")
-            if name.lower() in _RESERVED_HEADERS:
-                raise ValueError(f"the {name} header is set by the HTTP client")
+            problem = _header_problem(name)
+            if problem:
+                raise ValueError(problem)
         return headers
+
+    @model_validator(mode="after")
+    def _auth_header_not_set_twice(self) -> Self:
+        header = self.auth.header if self.auth else None
+        if header and any(name.lower() == header.lower() for name in self.headers):
+            raise ValueError(f"the {header} header is set by auth: remove it from headers")
+        return self
 
     @field_validator("response_mapping")
     @classmethod
@@ -132,6 +218,20 @@ def _render(context: NodeContext, source: str, path: str) -> str:
         raise TemplateError(f"{path}: {exc}") from exc
 
 
+def _with_query_param(url: str, name: str, value: str) -> str:
+    parts = urlsplit(url)
+    pair = urlencode({name: value})
+    return urlunsplit(parts._replace(query=f"{parts.query}&{pair}" if parts.query else pair))
+
+
+def _redacted(message: str, secret: str, credential: str) -> str:
+    """A failure message without the secret: an invalid URL is quoted whole (query scheme) and
+    an error answer's preview may echo what was sent."""
+    for form in sorted({secret, quote_plus(secret)}, key=len, reverse=True):
+        message = message.replace(form, f"<credential {credential}>")
+    return message
+
+
 def _render_leaves(value: Any, context: NodeContext, path: str) -> Any:
     if isinstance(value, str):
         return _render(context, value, path)
@@ -169,6 +269,11 @@ class HttpRequest(Node[HttpRequestConfig]):
         sources.update(_body_sources(config.json_body, "json_body"))
         return sources
 
+    @classmethod
+    def required_resources(cls, config: NodeConfig) -> list[ResourceKey]:
+        assert isinstance(config, HttpRequestConfig)  # noqa: S101  (registry guarantees it)
+        return [(CREDENTIAL_RESOURCE, config.auth.credential)] if config.auth else []
+
     async def run(self, context: NodeContext) -> NodeResult:
         config = self.config
         try:
@@ -182,6 +287,30 @@ class HttpRequest(Node[HttpRequestConfig]):
             return NodeResult.failure(str(exc))
         if content is not None and not any(h.lower() == "content-type" for h in headers):
             headers["Content-Type"] = "application/json"
+        auth = config.auth
+        if auth is None:
+            return await self._send(url, headers, content)
+        secret = context.resources.get((CREDENTIAL_RESOURCE, auth.credential))
+        if not isinstance(secret, str) or not secret:
+            return NodeResult.failure(
+                f"credential {auth.credential!r} does not exist or has no usable value"
+            )
+        if auth.scheme == "query":
+            assert auth.param_name is not None  # noqa: S101  (validated with the scheme)
+            try:
+                url = _with_query_param(url, auth.param_name, secret)
+            except ValueError:
+                return NodeResult.failure(f"url {http.display_url(url)} is not a valid URL")
+        elif auth.header is not None:
+            value = f"Bearer {secret}" if auth.scheme == "bearer" else secret
+            headers[auth.header] = value
+        result = await self._send(url, headers, content)
+        if result.error is not None:
+            result.error = _redacted(result.error, secret, auth.credential)
+        return result
+
+    async def _send(self, url: str, headers: dict[str, str], content: bytes | None) -> NodeResult:
+        config = self.config
         try:
             response = await http.request(
                 config.method,

@@ -1,20 +1,25 @@
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from pydantic import ValidationError
 from pytest_django.fixtures import Settings
 
-from tests.assistant_site.test_http import LocalServer, serve
+from tests.assistant_site.test_http import LocalServer, _Handler, serve
 from tests.workflows.nodes.helpers import run_node
 from workflows.nodes import (
     http_request,  # noqa: F401  (registers the type)
     registry,
 )
+from workflows.nodes.base import CREDENTIAL_RESOURCE, NodeContext, NodeResult
 from workflows.nodes.http_request import HttpRequest, HttpRequestConfig
+
+SECRET = "tok_9f2c/+&= x"  # characters that need escaping in a query string
 
 
 @pytest.fixture
@@ -166,6 +171,7 @@ def test_it_is_registered_with_a_config_schema() -> None:
         "timeout_s",
         "retries",
         "response_mapping",
+        "auth",
     }
 
 
@@ -189,3 +195,151 @@ def test_it_is_registered_with_a_config_schema() -> None:
 def test_invalid_configs_are_refused(fields: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         HttpRequestConfig.model_validate({"url": "https://api.example.com/", **fields})
+
+
+# --- auth from a credential ----------------------------------------------------------------
+
+Received = list[tuple[str, dict[str, str]]]
+
+
+@pytest.fixture
+def received(server: LocalServer) -> Received:
+    """The path (with query) and headers of each request the local server receives."""
+    seen: Received = []
+
+    class Recording(_Handler):
+        def _route(self) -> None:
+            seen.append((self.path, dict(self.headers.items())))
+            super()._route()
+
+    server.RequestHandlerClass = Recording
+    return seen
+
+
+def _run_with_credentials(
+    config: dict[str, Any], credentials: dict[str, str] | None = None
+) -> NodeResult:
+    """Run the node with credentials loaded as the runner loads them: name -> plaintext."""
+    node = HttpRequest("n1", HttpRequestConfig.model_validate(config))
+    resources = {(CREDENTIAL_RESOURCE, name): value for name, value in (credentials or {}).items()}
+    variables: dict[str, Any] = {"trigger": {}, "conversation": {}, "nodes": {}, "vars": {}}
+    return asyncio.run(node.run(NodeContext(variables=variables, resources=resources)))
+
+
+def test_bearer_auth_sends_the_credential_in_the_authorization_header(
+    server: LocalServer, received: Received
+) -> None:
+    config = _config(server.url("/json"), auth={"credential": "crm", "scheme": "bearer"})
+    result = _run_with_credentials(config, {"crm": SECRET})
+    assert result.error is None
+    [(path, headers)] = received
+    assert headers["Authorization"] == f"Bearer {SECRET}"
+    assert path == "/json"
+    assert SECRET not in repr(result.outputs)
+
+
+def test_header_auth_sends_the_credential_in_the_named_header(
+    server: LocalServer, received: Received
+) -> None:
+    config = _config(
+        server.url("/json"),
+        headers={"Accept": "application/json"},
+        auth={"credential": "crm", "scheme": "header", "header_name": "X-Api-Key"},
+    )
+    result = _run_with_credentials(config, {"crm": SECRET})
+    assert result.error is None
+    [(path, headers)] = received
+    assert headers["X-Api-Key"] == SECRET
+    assert headers["Accept"] == "application/json"
+    assert "Authorization" not in headers
+    assert path == "/json"
+
+
+def test_query_auth_adds_the_credential_as_an_escaped_query_parameter(
+    server: LocalServer, received: Received
+) -> None:
+    config = _config(
+        server.url("/json?page=2"),
+        auth={"credential": "crm", "scheme": "query", "param_name": "api_key"},
+    )
+    result = _run_with_credentials(config, {"crm": SECRET})
+    assert result.error is None
+    [(path, headers)] = received
+    parts = urlsplit(path)
+    assert parts.path == "/json"
+    assert parse_qs(parts.query) == {"page": ["2"], "api_key": [SECRET]}
+    assert "Authorization" not in headers
+
+
+def test_a_missing_credential_fails_before_sending(server: LocalServer) -> None:
+    config = _config(server.url("/json"), auth={"credential": "crm", "scheme": "bearer"})
+    result = _run_with_credentials(config, {"other": SECRET})
+    assert result.error is not None
+    assert result.error.startswith("credential 'crm' does not exist")
+    assert server.hits == Counter()
+
+
+def test_a_failure_message_never_quotes_the_secret(server: LocalServer) -> None:
+    # The client quotes an invalid URL whole, query string included.
+    config = _config(
+        "ftp://files.example/report",
+        auth={"credential": "crm", "scheme": "query", "param_name": "key"},
+    )
+    result = _run_with_credentials(config, {"crm": SECRET})
+    assert result.error is not None
+    assert "only http and https" in result.error
+    assert "<credential crm>" in result.error
+    assert SECRET not in result.error
+    assert "tok_9f2c%2F%2B%26%3D+x" not in result.error
+
+
+def test_required_resources_name_the_credential() -> None:
+    with_auth = HttpRequestConfig.model_validate(
+        _config("https://api.example.com/", auth={"credential": "crm", "scheme": "bearer"})
+    )
+    assert HttpRequest.required_resources(with_auth) == [(CREDENTIAL_RESOURCE, "crm")]
+    without = HttpRequestConfig.model_validate(_config("https://api.example.com/"))
+    assert HttpRequest.required_resources(without) == []
+
+
+def test_configs_without_auth_stay_valid() -> None:
+    config = HttpRequestConfig.model_validate(_config("https://api.example.com/"))
+    assert config.auth is None
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"credential": "crm", "scheme": "header"},  # no header_name
+        {"credential": "crm", "scheme": "header", "header_name": "Bad Header"},
+        {"credential": "crm", "scheme": "header", "header_name": "Host"},
+        {"credential": "crm", "scheme": "header", "header_name": "content-length"},
+        {"credential": "crm", "scheme": "query"},  # no param_name
+        {"credential": "crm", "scheme": "query", "param_name": "api key"},
+        {"credential": "crm", "scheme": "bearer", "header_name": "X-Api-Key"},
+        {"credential": "crm", "scheme": "bearer", "param_name": "key"},
+        {"credential": "crm", "scheme": "basic"},  # unknown scheme
+        {"credential": "crm"},  # no scheme
+        {"scheme": "bearer"},  # no credential
+        {"credential": "", "scheme": "bearer"},
+        {"credential": "my token", "scheme": "bearer"},
+        {"credential": "crm", "scheme": "bearer", "secret": "tok_inline"},  # unknown field
+    ],
+)
+def test_invalid_auth_blocks_are_refused(auth: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        HttpRequestConfig.model_validate({"url": "https://api.example.com/", "auth": auth})
+
+
+@pytest.mark.parametrize(
+    ("auth", "header"),
+    [
+        ({"credential": "crm", "scheme": "bearer"}, "authorization"),
+        ({"credential": "crm", "scheme": "header", "header_name": "X-Api-Key"}, "x-api-key"),
+    ],
+)
+def test_a_header_set_by_auth_cannot_also_be_in_headers(auth: dict[str, Any], header: str) -> None:
+    with pytest.raises(ValidationError, match="is set by auth"):
+        HttpRequestConfig.model_validate(
+            {"url": "https://api.example.com/", "headers": {header: "x"}, "auth": auth}
+        )
