@@ -19,7 +19,7 @@ from workflows.models import Run
 def _database_now() -> Any:
     with connection.cursor() as cursor:
         cursor.execute("SELECT clock_timestamp()")
-        return cursor.fetchone()[0]  # type: ignore[index]
+        return cursor.fetchone()[0]
 
 
 def _close_worker_connections(since: Any) -> None:
