@@ -10,7 +10,9 @@ from workflows.models import Run
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="workflows.run_execute", acks_late=True)
+# ignore_result: the Run row is the result; storing one in Redis too cost about a tenth of a
+# short run's worker time (bench/workflow_runs.py, profiled with py-spy).
+@shared_task(name="workflows.run_execute", acks_late=True, ignore_result=True)
 def run_execute_task(run_id: str) -> str:
     """Execute one queued run (on the `runs` queue). A redelivered task finds the run taken."""
     try:
