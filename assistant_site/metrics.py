@@ -63,9 +63,54 @@ NODE_DURATION = Histogram(
 )
 
 
+LLM_REQUESTS = Counter(
+    "assistant_llm_requests_total",
+    "Requests to model endpoints, one per attempt (retries and fallbacks included), by "
+    "endpoint name and outcome: ok, or the error kind (rate_limited, unavailable, timeout, "
+    "circuit_open...).",
+    ["endpoint", "outcome"],
+)
+LLM_LATENCY = Histogram(
+    "assistant_llm_latency_seconds",
+    "Time one request to a model endpoint took, from sending it to the last byte.",
+    ["endpoint"],
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0),
+)
+LLM_TTFT = Histogram(
+    "assistant_llm_ttft_seconds",
+    "Time from sending a streaming request to its first content token.",
+    ["endpoint"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
+)
+LLM_TOKENS = Counter(
+    "assistant_llm_tokens_total",
+    "Tokens the model endpoints reported, by direction: prompt or completion.",
+    ["endpoint", "direction"],
+)
+LLM_IN_FLIGHT = Gauge(
+    "assistant_llm_in_flight",
+    "Requests to a model endpoint waiting for their answer right now, over all processes.",
+    ["endpoint"],
+    multiprocess_mode="livesum",
+)
+LLM_CIRCUIT_OPEN = Gauge(
+    "assistant_llm_circuit_open",
+    "1 while the circuit breaker of an endpoint is open in at least one process, else 0.",
+    ["endpoint"],
+    multiprocess_mode="livemax",
+)
+
+
 def render_latest() -> bytes:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry)
     return generate_latest(REGISTRY)
+
+
+LLM_CACHE = Counter(
+    "assistant_llm_cache_total",
+    "LLM node response cache lookups, by outcome (hit or miss); only nodes with a cache TTL.",
+    ["outcome"],
+)

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from django.conf import settings
@@ -151,3 +151,17 @@ def chroma_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+if TYPE_CHECKING:
+    from tests.doubles.vllm_server import VllmDouble
+
+
+@pytest.fixture
+def vllm_double() -> Iterator[VllmDouble]:
+    """A started protocol double of vLLM's OpenAI-compatible server (not a model) on a
+    free loopback port; ``base_url`` is what an OpenAI client takes. Stopped afterwards."""
+    from tests.doubles.vllm_server import VllmDouble
+
+    with VllmDouble() as double:
+        yield double

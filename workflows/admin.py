@@ -3,12 +3,13 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from assistant_site.admin import GuardedAdmin
+from workflows import services
 from workflows.engine.sensitive_words import split_words, word_problems
 from workflows.models import (
     Conversation,
@@ -38,10 +39,52 @@ class WorkflowAdmin(GuardedAdmin[Workflow]):
 
 @admin.register(ModelEndpoint)
 class ModelEndpointAdmin(GuardedAdmin[ModelEndpoint]):
-    list_display = ("name", "kind", "base_url", "model", "enabled")
-    list_filter = ("kind", "enabled")
+    list_display = (
+        "name",
+        "kind",
+        "base_url",
+        "model",
+        "enabled",
+        "probe_status",
+        "probe_latency_ms",
+        "probed_at",
+    )
+    list_filter = ("kind", "enabled", "probe_status")
     search_fields = ("name", "model", "base_url")
-    readonly_fields = ("created_by", "created_at", "updated_at")
+    readonly_fields = (
+        "created_by",
+        "created_at",
+        "updated_at",
+        "probe_status",
+        "probed_at",
+        "probe_latency_ms",
+        "probe_models",
+        "probe_error",
+    )
+    actions = ("probe",)
+
+    @admin.action(description=_("Probe: is it up, which models, how fast"))
+    def probe(self, request: HttpRequest, queryset: QuerySet[ModelEndpoint]) -> None:
+        for endpoint in queryset:
+            probed = services.model_endpoint_probe(endpoint=endpoint, actor=request.user)
+            if probed.probe_status == "ok":
+                self.message_user(
+                    request,
+                    _("%(name)s is up (%(latency).0f ms), serving %(models)s")
+                    % {
+                        "name": probed.name,
+                        "latency": probed.probe_latency_ms or 0,
+                        "models": ", ".join(probed.probe_models) or "-",
+                    },
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(
+                    request,
+                    _("%(name)s is down: %(error)s")
+                    % {"name": probed.name, "error": probed.probe_error},
+                    messages.ERROR,
+                )
 
 
 @admin.register(Credential)

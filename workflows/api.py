@@ -103,7 +103,15 @@ class ModelEndpointOutputSerializer(serializers.ModelSerializer[ModelEndpoint]):
             "base_url",
             "model",
             "api_key_set",
+            "timeout_s",
+            "max_concurrency",
+            "default_params",
             "enabled",
+            "probe_status",
+            "probed_at",
+            "probe_latency_ms",
+            "probe_models",
+            "probe_error",
             "created_at",
             "updated_at",
         )
@@ -123,7 +131,17 @@ class ModelEndpointInputSerializer(serializers.ModelSerializer[ModelEndpoint]):
 
     class Meta:
         model = ModelEndpoint
-        fields = ("name", "kind", "base_url", "model", "api_key", "enabled")
+        fields = (
+            "name",
+            "kind",
+            "base_url",
+            "model",
+            "api_key",
+            "timeout_s",
+            "max_concurrency",
+            "default_params",
+            "enabled",
+        )
 
 
 class _ModelEndpointApi(generics.GenericAPIView[ModelEndpoint]):
@@ -163,6 +181,18 @@ class ModelEndpointUpdateApi(_ModelEndpointApi):
         payload = ModelEndpointInputSerializer(endpoint, data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
         endpoint = services.model_endpoint_update(endpoint=endpoint, data=payload.validated_data)
+        return Response(ModelEndpointOutputSerializer(endpoint).data)
+
+
+class ModelEndpointProbeApi(_ModelEndpointApi):
+    """Call the endpoint's /models and /health now and store what was found: up or down,
+    the models it serves, the latency. Audited. Anyone who may view the endpoint may probe."""
+
+    object_action = "view"
+
+    @extend_schema(request=None, responses=ModelEndpointOutputSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        endpoint = services.model_endpoint_probe(endpoint=self.get_object(), actor=request.user)
         return Response(ModelEndpointOutputSerializer(endpoint).data)
 
 

@@ -4,14 +4,29 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from pydantic import ValidationError as PydanticValidationError
 
 from assistant_site.crypto import EncryptedTextField
 from assistant_site.models import OwnedModel
 from assistant_site.permissions import register_guarded
 from assistant_site.validators import validate_service_url
+from workflows.nodes.llm import GenerationParams
+
+
+def validate_generation_params(value: Any) -> None:
+    try:
+        GenerationParams.model_validate(value)
+    except PydanticValidationError as exc:
+        raise ValidationError(
+            [
+                f"{'.'.join(str(part) for part in error['loc']) or 'value'}: {error['msg']}"
+                for error in exc.errors()
+            ]
+        ) from exc
 
 
 def empty_graph() -> dict[str, Any]:
@@ -61,7 +76,44 @@ class ModelEndpoint(OwnedModel):
     )
     model = models.CharField(_("served model name"), max_length=200)
     api_key = EncryptedTextField(_("API key"))
+    timeout_s = models.FloatField(
+        _("timeout (seconds)"),
+        default=60.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text=_(
+            "For each call attempt: the wait for the answer, or with streaming for its start "
+            "and between pieces."
+        ),
+    )
+    max_concurrency = models.PositiveIntegerField(
+        _("max concurrent requests"),
+        default=64,
+        validators=[MinValueValidator(1), MaxValueValidator(4096)],
+        help_text=_(
+            "Per worker process. vLLM batches up to 256 sequences by default: keep this near "
+            "the server's --max-num-seqs divided by the number of worker processes."
+        ),
+    )
+    default_params = models.JSONField(
+        _("default parameters"),
+        default=dict,
+        blank=True,
+        validators=[validate_generation_params],
+        help_text=_('Sent with every call unless a node sets them, e.g. {"temperature": 0.7}.'),
+    )
     enabled = models.BooleanField(_("enabled"), default=True)
+    # What the last probe found (the admin's "probe" action and the probe API write these).
+    probe_status = models.CharField(
+        _("probe status"),
+        max_length=16,
+        choices=[("", _("not probed")), ("ok", _("up")), ("down", _("down"))],
+        default="",
+        blank=True,
+    )
+    probed_at = models.DateTimeField(_("probed at"), null=True, blank=True)
+    probe_latency_ms = models.FloatField(_("probe latency (ms)"), null=True, blank=True)
+    probe_models = models.JSONField(_("models served"), default=list, blank=True)
+    probe_error = models.TextField(_("probe error"), blank=True)
 
     class Meta:
         ordering = ["name"]

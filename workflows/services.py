@@ -10,9 +10,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -20,6 +21,7 @@ from asgiref.sync import sync_to_async
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
 from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -39,6 +41,7 @@ from assistant_site.sharing import owner_permissions_grant
 from audit.services import audit_record
 from knowledge.models import KnowledgeBase
 from workflows.consumers import run_group
+from workflows.endpoint_loading import ModelsFileError, api_key_of, models_file_parse
 from workflows.engine.executor import (
     CompiledWorkflow,
     GraphInvalidError,
@@ -60,6 +63,8 @@ from workflows.exceptions import (
     WebhookRefusedError,
     WorkflowInvalidError,
 )
+from workflows.llm.endpoints import EndpointConfig
+from workflows.llm.gateway import gateway
 from workflows.models import (
     Conversation,
     ConversationMessage,
@@ -74,6 +79,7 @@ from workflows.models import (
 from workflows.nodes import registry
 from workflows.nodes.base import CREDENTIAL_RESOURCE, NodeCategory, ResourceKey
 from workflows.nodes.knowledge_retrieval import KNOWLEDGE_BASE_RESOURCE
+from workflows.nodes.llm import MODEL_ENDPOINT_RESOURCE, RESPONSE_CACHE_RESOURCE
 from workflows.nodes.message_trigger import ChatMessage, MessageTrigger
 from workflows.nodes.schedule_trigger import ScheduleTrigger, ScheduleTriggerConfig
 from workflows.nodes.webhook_trigger import (
@@ -128,6 +134,117 @@ def model_endpoint_delete(*, endpoint: ModelEndpoint) -> None:
         endpoint.delete()
 
 
+def endpoint_config(endpoint: ModelEndpoint) -> EndpointConfig:
+    """What the gateway needs of an endpoint; ``revision`` changes with every save, so the
+    gateway makes new clients for an edited endpoint on its next call."""
+    key: Any = endpoint.api_key
+    return EndpointConfig(
+        id=endpoint.pk,
+        name=endpoint.name,
+        kind=endpoint.kind,
+        base_url=endpoint.base_url,
+        model=endpoint.model,
+        api_key=key.reveal() if isinstance(key, StoredSecret) else str(key or ""),
+        timeout_s=endpoint.timeout_s,
+        max_concurrency=endpoint.max_concurrency,
+        default_params=dict(endpoint.default_params or {}),
+        enabled=endpoint.enabled,
+        revision=endpoint.updated_at.isoformat() if endpoint.updated_at else "",
+    )
+
+
+def model_endpoint_probe(*, endpoint: ModelEndpoint, actor: Any) -> ModelEndpoint:
+    """Call the endpoint's /models and /health now; store and audit what was found."""
+    result = asyncio.run(gateway.probe(endpoint_config(endpoint)))
+    with transaction.atomic():
+        ModelEndpoint.objects.filter(pk=endpoint.pk).update(
+            probe_status="ok" if result.ok else "down",
+            probed_at=timezone.now(),
+            probe_latency_ms=result.latency_ms,
+            probe_models=list(result.models),
+            probe_error=result.error,
+        )
+        audit_record(
+            action="model_endpoint.probe",
+            target=endpoint,
+            actor=actor,
+            extra={
+                "ok": result.ok,
+                "latency_ms": round(result.latency_ms, 1),
+                "health": result.health,
+                "models": list(result.models)[:20],
+                "error": result.error[:500],
+            },
+        )
+    endpoint.refresh_from_db()
+    return endpoint
+
+
+def _endpoint_clean(endpoint: ModelEndpoint) -> None:
+    try:
+        endpoint.full_clean()
+    except DjangoValidationError as exc:
+        problems = [
+            f"{field}: {' '.join(messages)}" for field, messages in exc.message_dict.items()
+        ]
+        raise ModelsFileError(f"{endpoint.name}: {'; '.join(problems)}") from exc
+
+
+def model_endpoints_load(
+    *, text: str, environ: Mapping[str, str], actor: Any = None
+) -> dict[str, list[str]]:
+    """Create or update endpoints from a ``models.yaml`` document, by name. Idempotent: an
+    unchanged entry writes nothing (and audits nothing). All or nothing: a bad entry or a
+    missing key variable changes no endpoint. Endpoints not in the file are left alone."""
+    document = models_file_parse(text)
+    wanted = {entry.name: (entry, api_key_of(entry, environ)) for entry in document.endpoints}
+    outcome: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": []}
+    with transaction.atomic():
+        existing = {
+            endpoint.name: endpoint
+            for endpoint in ModelEndpoint.objects.select_for_update().filter(name__in=wanted)
+        }
+        for name, (entry, key) in wanted.items():
+            values: dict[str, Any] = {
+                "kind": entry.kind,
+                "base_url": entry.base_url,
+                "model": entry.model,
+                "timeout_s": entry.timeout_s,
+                "max_concurrency": entry.max_concurrency,
+                "default_params": entry.default_params.given(),
+                "enabled": entry.enabled,
+            }
+            endpoint = existing.get(name)
+            if endpoint is None:
+                endpoint = ModelEndpoint(name=name, created_by=actor, **values)
+                if key is not None:
+                    endpoint.api_key = key
+                _endpoint_clean(endpoint)
+                endpoint.save()
+                if actor is not None:
+                    owner_permissions_grant(user=actor, obj=endpoint)
+                outcome["created"].append(name)
+                continue
+            changed = [
+                field for field, value in values.items() if getattr(endpoint, field) != value
+            ]
+            stored: Any = endpoint.api_key
+            key_changed = key is not None and (
+                not isinstance(stored, StoredSecret) or stored.reveal() != key
+            )
+            if not changed and not key_changed:
+                outcome["unchanged"].append(name)
+                continue
+            for field in changed:
+                setattr(endpoint, field, values[field])
+            if key_changed:
+                endpoint.api_key = key
+            _endpoint_clean(endpoint)
+            endpoint.save()
+            outcome["updated"].append(name)
+    return outcome
+
+
 def credential_create(*, actor: Any, data: dict[str, Any]) -> Credential:
     with transaction.atomic():
         credential = Credential.objects.create(created_by=actor, **data)
@@ -156,15 +273,18 @@ def _known_resources(actor: Any) -> dict[str, set[str]]:
     knowledge bases ``actor`` may use (all of them for the system, ``actor=None``)."""
     credentials = Credential.objects.all()
     bases = KnowledgeBase.objects.all()
+    endpoints = ModelEndpoint.objects.filter(enabled=True)
     if actor is not None:
         credentials = permitted(actor, "use", credentials)
         bases = viewable(actor, bases)
+        endpoints = permitted(actor, "use", endpoints)
     return {
         WORD_LIST_RESOURCE: set(
             SensitiveWordList.objects.filter(enabled=True).values_list("name", flat=True)
         ),
         CREDENTIAL_RESOURCE: set(credentials.values_list("name", flat=True)),
         KNOWLEDGE_BASE_RESOURCE: {str(pk) for pk in bases.values_list("pk", flat=True)},
+        MODEL_ENDPOINT_RESOURCE: set(endpoints.values_list("name", flat=True)),
     }
 
 
@@ -532,6 +652,19 @@ def _word_list_words(pk: int) -> list[str]:
     return split_words(SensitiveWordList.objects.values_list("words", flat=True).get(pk=pk))
 
 
+class _ResponseCache:
+    """LLM nodes' answer cache, on Django's cache (Redis in production, shared by workers)."""
+
+    async def get(self, key: str) -> Any:
+        return await cache.aget(key)
+
+    async def set(self, key: str, value: Any, ttl_s: int) -> None:
+        await cache.aset(key, value, ttl_s)
+
+
+_response_cache = _ResponseCache()
+
+
 def _resources_load(keys: Collection[ResourceKey]) -> dict[ResourceKey, Any]:
     """Load what the run's nodes declared (``Node.required_resources``). A key naming nothing
     usable (an unknown or disabled list, an unknown, empty or undecryptable credential) is left
@@ -558,6 +691,15 @@ def _resources_load(keys: Collection[ResourceKey]) -> dict[ResourceKey, Any]:
                 resources[CREDENTIAL_RESOURCE, name] = value.reveal()
             except SecretDecryptionError:
                 logger.warning("credential %r cannot be decrypted", name, exc_info=True)
+    endpoints = {name for kind, name in keys if kind == MODEL_ENDPOINT_RESOURCE}
+    if endpoints:
+        for endpoint in ModelEndpoint.objects.filter(name__in=endpoints, enabled=True):
+            try:
+                resources[MODEL_ENDPOINT_RESOURCE, endpoint.name] = endpoint_config(endpoint)
+            except SecretDecryptionError:
+                logger.warning("model endpoint %r: its key cannot be decrypted", endpoint.name)
+    if RESPONSE_CACHE_RESOURCE in keys:
+        resources[RESPONSE_CACHE_RESOURCE] = _response_cache
     # Knowledge bases (KNOWLEDGE_BASE_RESOURCE) get their retrievers here once the knowledge
     # app indexes documents; until then their keys stay out and the retrieval node fails,
     # naming the base as not available.
@@ -1159,3 +1301,37 @@ def run_scheduled(*, workflow_id: str, node_id: str) -> Run | None:
         trigger_node=node_id,
         trigger_input=config.trigger_input(timezone.now()),
     )
+
+
+# --- demo content ------------------------------------------------------------------------
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+DEMO_KNOWLEDGE_BASE = "演示知识库 Demo knowledge base"
+
+
+def demo_content_load(*, owner: Any) -> list[str]:
+    """Create and publish the demo workflows in ``workflows/demo/`` (and the knowledge base the
+    Q&A demo reads), owned by ``owner``. Idempotent: a workflow whose name exists already,
+    edited or not, is left alone. Answers the names created."""
+    base = KnowledgeBase.objects.filter(name=DEMO_KNOWLEDGE_BASE).order_by("pk").first()
+    if base is None:
+        with transaction.atomic():
+            base = KnowledgeBase.objects.create(
+                name=DEMO_KNOWLEDGE_BASE,
+                description="Documents for the Knowledge Q&A demo workflow.",
+                created_by=owner,
+            )
+            owner_permissions_grant(user=owner, obj=base)
+    created: list[str] = []
+    for path in sorted(DEMO_DIR.glob("*.yaml")):
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if Workflow.objects.filter(name=document["name"]).exists():
+            continue
+        for spec in document["graph"]["nodes"]:
+            if spec["type"] == "knowledge_retrieval":
+                spec["config"]["knowledge_base_ids"] = [base.pk]
+        with transaction.atomic():
+            workflow = workflow_import(actor=owner, text=json.dumps(document, ensure_ascii=False))
+            workflow_publish(workflow=workflow, actor=owner, changelog="Demo content")
+        created.append(workflow.name)
+    return created

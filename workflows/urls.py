@@ -80,6 +80,11 @@ urlpatterns = [
         name="endpoint-update",
     ),
     path(
+        "model-endpoints/<int:pk>/probe/",
+        api.ModelEndpointProbeApi.as_view(),
+        name="endpoint-probe",
+    ),
+    path(
         "model-endpoints/<int:pk>/delete/",
         api.ModelEndpointDeleteApi.as_view(),
         name="endpoint-delete",

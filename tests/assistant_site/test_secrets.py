@@ -298,6 +298,9 @@ def _admin_form(endpoint: ModelEndpoint, api_key: str, **changes: str) -> dict[s
         "model": endpoint.model,
         "api_key": api_key,
         "enabled": "on",
+        "timeout_s": "60",
+        "max_concurrency": "64",
+        "default_params": "{}",
         **changes,
     }
 
@@ -361,6 +364,9 @@ def test_admin_add_form_encrypts_the_key(administrator: Any) -> None:
             "model": "m",
             "api_key": PLAINTEXT,
             "enabled": "on",
+            "timeout_s": "60",
+            "max_concurrency": "64",
+            "default_params": "{}",
         },
     )
 

@@ -97,6 +97,9 @@ def _endpoint_form(endpoint: ModelEndpoint, **changes: str) -> dict[str, str]:
         "model": endpoint.model,
         "api_key": "",
         "enabled": "on",
+        "timeout_s": "60",
+        "max_concurrency": "64",
+        "default_params": "{}",
         "_save": "Save",
     }
     return {**data, **changes}
@@ -142,6 +145,9 @@ def test_admin_add_records_every_field_with_the_api_key_masked(
             "model": "gpt-4o-mini",
             "api_key": PLAIN_KEY,
             "enabled": "on",
+            "timeout_s": "60",
+            "max_concurrency": "64",
+            "default_params": "{}",
             "_save": "Save",
         },
         **_request("req-admin-add"),

@@ -104,6 +104,8 @@ def test_the_matrix_covers_every_workflow_endpoint() -> None:
         "endpoint-detail",
         "endpoint-update",
         "endpoint-delete",
+        # tests/workflows/test_llm_workflows.py.
+        "endpoint-probe",
         # Signed, not logged in: tests/workflows/test_webhooks.py.
         "workflow-webhook",
         # tests/workflows/test_credential_api.py.

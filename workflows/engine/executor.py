@@ -40,7 +40,9 @@ class NodeStatus(enum.StrEnum):
 
 @dataclass(frozen=True)
 class TraceEvent:
-    kind: str  # run_started, node_started, node_retry, node_finished, node_skipped, run_finished
+    # run_started, node_started, node_delta (a piece of streamed output, e.g. LLM tokens),
+    # node_retry, node_finished, node_skipped, run_finished
+    kind: str
     node_id: str | None = None
     node_type: str | None = None
     status: str | None = None
@@ -402,7 +404,21 @@ class _Run:
         return NodeOutcome(NodeStatus.FAILED, outputs, branch, error, attempt, duration)
 
     async def attempt(self, node: Node[Any], timeout_s: float) -> NodeResult:
-        context = NodeContext(variables=self.variables, resources=self.resources)
+        spec = self.wf.specs[node.node_id]
+
+        def emit_delta(delta: str) -> None:
+            self.sink(
+                TraceEvent(
+                    "node_delta",
+                    node_id=node.node_id,
+                    node_type=spec.type,
+                    outputs={"delta": delta},
+                )
+            )
+
+        context = NodeContext(
+            variables=self.variables, resources=self.resources, emit_delta=emit_delta
+        )
         try:
             async with asyncio.timeout(timeout_s):
                 return await node.run(context)

@@ -255,7 +255,8 @@ class _Checker:
                 if kind in self.resources and name not in self.resources[kind]:
                     self.add(
                         "unknown_resource",
-                        f"{kind.replace('_', ' ')} {name!r} does not exist or is disabled",
+                        f"{kind.replace('_', ' ')} {name!r} does not exist or is not "
+                        "available to you (disabled, or not shared with you for use)",
                         node_id=node.id,
                         field="config",
                     )

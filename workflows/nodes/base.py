@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -49,6 +49,8 @@ class NodeContext:
 
     variables: dict[str, Any]
     resources: Mapping[ResourceKey, Any] = field(default_factory=dict)
+    # Streams a piece of the output as it is produced (an LLM's tokens) to the live trace.
+    emit_delta: Callable[[str], None] | None = None
 
     def render(self, source: str) -> str:
         return templates.render(source, self.variables)

@@ -9,14 +9,31 @@ outputs say so). Authors must still avoid patterns like ``(a+)+$``.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from workflows.engine.graph import ERROR_HANDLE
 from workflows.engine.templates import TemplateError
-from workflows.nodes.base import Node, NodeCategory, NodeConfig, NodeContext, NodeResult
+from workflows.llm import gateway as llm_gateway
+from workflows.llm.errors import LlmError
+from workflows.llm.gateway import ChatRequest
+from workflows.nodes.base import (
+    Node,
+    NodeCategory,
+    NodeConfig,
+    NodeContext,
+    NodeResult,
+    ResourceKey,
+)
+from workflows.nodes.llm import (
+    MODEL_ENDPOINT_RESOURCE,
+    available_endpoints,
+    json_schema_format,
+    no_endpoint_message,
+)
 from workflows.nodes.registry import register
 
 FALLBACK_BRANCH = "fallback"
@@ -61,6 +78,30 @@ class IntentRule(NodeConfig):
         return pattern
 
 
+class IntentLlmFallback(NodeConfig):
+    endpoints: list[str] = Field(
+        min_length=1,
+        max_length=5,
+        title="Model endpoints",
+        description="Chat endpoints by name, tried in order.",
+    )
+    descriptions: dict[str, str] = Field(
+        default_factory=dict,
+        title="What each intent means",
+        description="Intent id -> a sentence for the model, e.g. calendar_create: the user "
+        "wants to put an event in their calendar.",
+    )
+    instructions: str = Field(default="", max_length=4000, title="Extra instructions for the model")
+
+    @field_validator("descriptions")
+    @classmethod
+    def _short(cls, descriptions: dict[str, str]) -> dict[str, str]:
+        for intent, text in descriptions.items():
+            if len(text) > 500:
+                raise ValueError(f"the description of {intent!r} is longer than 500 characters")
+        return descriptions
+
+
 class IntentConfig(NodeConfig):
     text: str = Field(
         default="{{ trigger.text }}",
@@ -81,6 +122,12 @@ class IntentConfig(NodeConfig):
         title="Flags",
         description="ignore_case: letters match regardless of case.",
     )
+    llm_fallback: IntentLlmFallback | None = Field(
+        default=None,
+        title="Ask a model when no rule matches",
+        description="The model picks one of the rules' intents (or fallback), constrained by a "
+        "JSON schema; leave empty for rules only.",
+    )
 
     @field_validator("rules")
     @classmethod
@@ -92,6 +139,18 @@ class IntentConfig(NodeConfig):
                     f"{' or '.join(map(repr, sorted(_RESERVED_BRANCHES)))}"
                 )
         return rules
+
+    @model_validator(mode="after")
+    def _described_intents_exist(self) -> Self:
+        if self.llm_fallback is not None:
+            declared = {rule.intent for rule in self.rules}
+            unknown = sorted(set(self.llm_fallback.descriptions) - declared)
+            if unknown:
+                raise ValueError(
+                    "llm_fallback.descriptions names intents no rule declares: "
+                    + ", ".join(unknown)
+                )
+        return self
 
     @field_validator("flags")
     @classmethod
@@ -116,6 +175,7 @@ class Intent(Node[IntentConfig]):
         "parameters": "object",
         "matched_text": "string",
         "truncated": "boolean",
+        "classified_by": "string",  # rule, llm or none
     }
     template_fields = ("text",)
 
@@ -155,15 +215,73 @@ class Intent(Node[IntentConfig]):
                         "parameters": parameters,
                         "matched_text": match.group(0),
                         "truncated": truncated,
+                        "classified_by": "rule",
                     },
                     branch=rule.intent,
                 )
+        if self.config.llm_fallback is not None:
+            return await self.ask_model(context, self.config.llm_fallback, text, truncated)
+        return self.outcome(FALLBACK_BRANCH, truncated, "none")
+
+    def outcome(self, intent: str, truncated: bool, classified_by: str) -> NodeResult:
         return NodeResult(
             outputs={
-                "intent": FALLBACK_BRANCH,
+                "intent": intent,
                 "parameters": {},
                 "matched_text": "",
                 "truncated": truncated,
+                "classified_by": classified_by,
             },
-            branch=FALLBACK_BRANCH,
+            branch=intent,
         )
+
+    async def ask_model(
+        self, context: NodeContext, fallback: IntentLlmFallback, text: str, truncated: bool
+    ) -> NodeResult:
+        endpoints = available_endpoints(context, fallback.endpoints)
+        if not endpoints:
+            return NodeResult.failure(no_endpoint_message(fallback.endpoints))
+        intents = list(dict.fromkeys(rule.intent for rule in self.config.rules))
+        choices = "\n".join(
+            f"- {intent}: {fallback.descriptions.get(intent, intent.replace('_', ' '))}"
+            for intent in intents
+        )
+        system = (
+            "Classify the user's message as one of these intents, or fallback if none fits:\n"
+            f"{choices}\n- {FALLBACK_BRANCH}: none of the above.\n"
+            'Answer with JSON: {"intent": "<one of the ids>"}.'
+        )
+        if fallback.instructions.strip():
+            system += "\n\n" + fallback.instructions.strip()
+        schema = {
+            "type": "object",
+            "properties": {"intent": {"type": "string", "enum": [*intents, FALLBACK_BRANCH]}},
+            "required": ["intent"],
+            "additionalProperties": False,
+        }
+        request = ChatRequest(
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": text}],
+            params={"temperature": 0},
+            response_format=json_schema_format("intent", schema),
+        )
+        try:
+            result = await llm_gateway.gateway.chat(endpoints, request)
+        except LlmError as exc:
+            return NodeResult.failure(str(exc))
+        try:
+            answer = json.loads(result.text)
+            intent = answer["intent"] if isinstance(answer, dict) else None
+        except (json.JSONDecodeError, KeyError):
+            intent = None
+        # An answer outside the choices (an endpoint that ignores schemas) counts as no match.
+        chosen = intent if isinstance(intent, str) and intent in intents else FALLBACK_BRANCH
+        outcome = self.outcome(chosen, truncated, "llm")
+        outcome.tokens_in, outcome.tokens_out = result.tokens_in, result.tokens_out
+        return outcome
+
+    @classmethod
+    def required_resources(cls, config: NodeConfig) -> list[ResourceKey]:
+        assert isinstance(config, IntentConfig)  # noqa: S101  (registry guarantees it)
+        if config.llm_fallback is None:
+            return []
+        return [(MODEL_ENDPOINT_RESOURCE, name) for name in config.llm_fallback.endpoints]

@@ -11,7 +11,7 @@ class Command(BaseCommand):
     help = (
         "Everything the run command does before starting servers, in one process: migrate, "
         "compile translations, collect static files, create the roles and the first "
-        "administrator (its password printed once)."
+        "administrator (its password printed once), and the demo workflows."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -26,3 +26,4 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         call_command("create_roles", stdout=self.stdout)
         call_command("ensure_admin", stdout=self.stdout)
+        call_command("load_demo", stdout=self.stdout)

@@ -447,7 +447,12 @@ def test_validation_reports_bases_the_caller_does_not_know() -> None:
     assert validate_graph(graph, resources={KNOWLEDGE_BASE_RESOURCE: {"1", "2", "3"}}).ok
     problems = validate_graph(graph, resources={KNOWLEDGE_BASE_RESOURCE: {"1"}}).problems
     assert [(p.code, p.node_id, p.message) for p in problems] == [
-        ("unknown_resource", "kb", "knowledge base '2' does not exist or is disabled")
+        (
+            "unknown_resource",
+            "kb",
+            "knowledge base '2' does not exist or is not available to you (disabled, or not "
+            "shared with you for use)",
+        )
     ]
     problems = validate_graph(_graph(query="{{ nodes.kb.count }}")).problems
     assert [(p.code, p.field) for p in problems] == [("variable_not_upstream", "config.query")]

@@ -159,6 +159,7 @@ def test_validation_checks_list_names_against_those_the_caller_knows() -> None:
         (
             "unknown_resource",
             "filter",
-            "sensitive word list 'abuse' does not exist or is disabled",
+            "sensitive word list 'abuse' does not exist or is not available to you "
+            "(disabled, or not shared with you for use)",
         )
     ]

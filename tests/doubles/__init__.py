@@ -1,0 +1,1 @@
+"""Test doubles of outside services, serving their real wire formats on loopback."""
