@@ -101,3 +101,59 @@ def test_a_redelivered_task_does_not_run_a_run_twice(make_user: Callable[..., An
     run.refresh_from_db()
     assert run.status == "succeeded"
     assert run.node_runs.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_edited_model_endpoint_is_used_by_a_running_worker_without_a_restart(
+    redis_url: str, make_user: Callable[..., Any]
+) -> None:
+    from tests.doubles.vllm_server import VllmDouble
+    from tests.workflows.graphs import edge, node
+
+    require_service(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")
+    designer = make_user("designer3", roles=(DESIGNER,))
+    graph = {
+        "format_version": 1,
+        "nodes": [
+            node("start", "manual_trigger"),
+            node("answer", "llm", endpoints=["chat"], stream=False),
+            node("done", "end", output="{{ nodes.answer.model }}: {{ nodes.answer.text }}"),
+        ],
+        "edges": [edge("start", "answer"), edge("answer", "done")],
+        "variables": {},
+    }
+    with VllmDouble(model="model-a") as first, VllmDouble(model="model-b") as second:
+        endpoint = services.model_endpoint_create(
+            actor=designer,
+            data={"name": "chat", "base_url": first.base_url, "model": "model-a"},
+        )
+        workflow = services.workflow_create(actor=designer, name="switch")
+        services.workflow_draft_save(workflow=workflow, graph=graph, base_revision=0)
+        workflow.refresh_from_db()
+        services.workflow_publish(workflow=workflow, actor=designer)
+
+        app.control.purge()
+        since = _database_now()
+        with start_worker(
+            app,
+            pool="threads",
+            concurrency=2,
+            perform_ping_check=False,
+            queues=["runs"],
+            shutdown_timeout=20,
+        ):
+            before = _wait_finished(
+                services.run_start(workflow=workflow, actor=designer, trigger_input={"text": "1"})
+            )
+            services.model_endpoint_update(
+                endpoint=endpoint, data={"base_url": second.base_url, "model": "model-b"}
+            )
+            after = _wait_finished(
+                services.run_start(workflow=workflow, actor=designer, trigger_input={"text": "2"})
+            )
+        _close_worker_connections(since)
+
+    assert before.output == "model-a: Echo: 1", before.error
+    assert after.output == "model-b: Echo: 2", after.error
+    assert [request["model"] for request in first.requests] == ["model-a"]
+    assert [request["model"] for request in second.requests] == ["model-b"]
