@@ -20,6 +20,9 @@ WEB_PORT="${WEB_PORT:-8000}"
 CHROMA_PORT="${CHROMA_PORT:-8001}"
 # Without Redis the channel layer lives in one process's memory: one web process then.
 WEB_WORKERS="${WEB_WORKERS:-$([ -n "${REDIS_URL:-}" ] && echo 2 || echo 1)}"
+# Each thread executes one run at a time, so this also caps model calls in flight per
+# process (docs/llm.md#concurrency-per-endpoint).
+RUNS_WORKER_THREADS="${RUNS_WORKER_THREADS:-64}"
 
 mkdir -p var
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
@@ -52,7 +55,8 @@ if [ -n "${CHROMA_URL:-}" ]; then
 fi
 if [ -n "${REDIS_URL:-}" ]; then
     # Runs are I/O-bound (model calls): threads keep many in flight in one process.
-    start runs .venv/bin/celery -A assistant_site worker -Q runs -P threads -c 64 \
+    start runs .venv/bin/celery -A assistant_site worker -Q runs -P threads \
+        -c "$RUNS_WORKER_THREADS" \
         -n "runs@%h" --loglevel INFO
     # Ingestion is CPU-bound: one prefork process, not competing with the web server.
     start ingest .venv/bin/celery -A assistant_site worker -Q ingest -c 1 \
