@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("workflows.urls")),
+    path("api/", include("knowledge.urls")),
     path(
         "api/sharing/<str:label>/<str:pk>/",
         api.ObjectGrantsApi.as_view(),

@@ -12,4 +12,6 @@ class KnowledgeConfig(AppConfig):
         from audit import registry
         from knowledge.models import KnowledgeBase
 
+        # Documents are audited by their services (upload, enable, disable, retry, delete,
+        # download): their status changes many times during ingestion and is not an action.
         registry.register(KnowledgeBase)

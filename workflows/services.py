@@ -20,6 +20,7 @@ import yaml
 from asgiref.sync import sync_to_async
 from channels import DEFAULT_CHANNEL_LAYER
 from channels.layers import channel_layers
+from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import close_old_connections, connection, transaction
@@ -700,9 +701,14 @@ def _resources_load(keys: Collection[ResourceKey]) -> dict[ResourceKey, Any]:
                 logger.warning("model endpoint %r: its key cannot be decrypted", endpoint.name)
     if RESPONSE_CACHE_RESOURCE in keys:
         resources[RESPONSE_CACHE_RESOURCE] = _response_cache
-    # Knowledge bases (KNOWLEDGE_BASE_RESOURCE) get their retrievers here once the knowledge
-    # app indexes documents; until then their keys stay out and the retrieval node fails,
-    # naming the base as not available.
+    base_ids = [name for kind, name in keys if kind == KNOWLEDGE_BASE_RESOURCE]
+    if base_ids and settings.CHROMA_URL:
+        # Imported here: the knowledge app builds on workflows (its retriever is the
+        # retrieval node's), so a module-level import would be circular.
+        from knowledge.retrieval import KnowledgeBaseRetriever
+
+        for base in KnowledgeBase.objects.filter(pk__in=[int(i) for i in base_ids if i.isdigit()]):
+            resources[KNOWLEDGE_BASE_RESOURCE, str(base.pk)] = KnowledgeBaseRetriever(base)
     return resources
 
 

@@ -161,7 +161,7 @@ else:
 # flight), `ingest` holds CPU-bound document parsing and embedding (prefork, few processes).
 CELERY_TASK_QUEUES = (Queue("runs"), Queue("ingest"))
 CELERY_TASK_DEFAULT_QUEUE = "runs"
-CELERY_TASK_ROUTES = {"knowledge.tasks.*": {"queue": "ingest"}}
+CELERY_TASK_ROUTES = {"knowledge.*": {"queue": "ingest"}}
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -184,6 +184,10 @@ CELERY_TIMEZONE = "UTC"
 CHROMA_URL = env_str("CHROMA_URL")
 if not CHROMA_URL:
     EMBEDDED_FALLBACKS.append("CHROMA_URL is not set: the knowledge index is unavailable")
+
+# --- Knowledge ingestion ---------------------------------------------------------------
+KNOWLEDGE_MAX_UPLOAD_MB = env_int("KNOWLEDGE_MAX_UPLOAD_MB", 50, minimum=1)
+KNOWLEDGE_MAX_PAGES = env_int("KNOWLEDGE_MAX_PAGES", 2000, minimum=1)
 
 # --- Auth, roles, object permissions, lockout -----------------------------------------
 AUTHENTICATION_BACKENDS = [

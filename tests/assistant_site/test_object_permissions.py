@@ -276,7 +276,7 @@ def test_admin_change_grant_allows_editing(make_user: Callable[..., Any], owner:
 
     response = browser.post(
         f"/admin/knowledge/knowledgebase/{shared.pk}/change/",
-        {"name": "Edited", "description": ""},
+        {"name": "Edited", "description": "", "chunk_size": "500", "chunk_overlap": "50"},
     )
 
     assert response.status_code == 302

@@ -1,0 +1,299 @@
+"""REST API for knowledge bases, documents and hit testing: one class per operation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from assistant_site.permissions import (
+    ObjectPermission,
+    ViewableObjectsFilter,
+    user_can,
+    viewable,
+)
+from audit.services import audit_record
+from knowledge import services
+from knowledge.exceptions import KnowledgeError
+from knowledge.models import Document, KnowledgeBase
+from knowledge.retrieval import knowledge_search
+
+MAX_FILES_PER_UPLOAD = 50
+
+
+class KnowledgeBaseOutputSerializer(serializers.ModelSerializer[KnowledgeBase]):
+    created_by: serializers.StringRelatedField[Any] = serializers.StringRelatedField()
+    document_count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = KnowledgeBase
+        fields = (
+            "id",
+            "name",
+            "description",
+            "embedding_endpoint",
+            "chunk_size",
+            "chunk_overlap",
+            "document_count",
+            "created_by",
+            "created_at",
+            "updated_at",
+        )
+
+    def get_document_count(self, base: KnowledgeBase) -> int:
+        return base.documents.count()
+
+
+class KnowledgeBaseInputSerializer(serializers.ModelSerializer[KnowledgeBase]):
+    class Meta:
+        model = KnowledgeBase
+        fields = ("name", "description", "embedding_endpoint", "chunk_size", "chunk_overlap")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        size = attrs.get("chunk_size", getattr(self.instance, "chunk_size", 500))
+        overlap = attrs.get("chunk_overlap", getattr(self.instance, "chunk_overlap", 50))
+        if overlap * 2 >= size:
+            raise ValidationError({"chunk_overlap": ["must be less than half the chunk size"]})
+        endpoint = attrs.get("embedding_endpoint")
+        if endpoint is not None and endpoint.kind != "embedding":
+            raise ValidationError({"embedding_endpoint": ["not an embedding endpoint"]})
+        return attrs
+
+
+class _KnowledgeBaseApi(generics.GenericAPIView[KnowledgeBase]):
+    permission_classes = [ObjectPermission]
+    filter_backends = [ViewableObjectsFilter]
+    serializer_class = KnowledgeBaseOutputSerializer
+
+    def get_queryset(self) -> QuerySet[KnowledgeBase]:
+        return KnowledgeBase.objects.select_related("created_by")
+
+
+class KnowledgeBaseListApi(_KnowledgeBaseApi, generics.ListAPIView[KnowledgeBase]):
+    """Knowledge bases the caller may view."""
+
+
+class KnowledgeBaseCreateApi(_KnowledgeBaseApi):
+    model_action = "add"
+
+    @extend_schema(
+        request=KnowledgeBaseInputSerializer, responses={201: KnowledgeBaseOutputSerializer}
+    )
+    def post(self, request: Request) -> Response:
+        payload = KnowledgeBaseInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        base = services.knowledge_base_create(actor=request.user, data=payload.validated_data)
+        return Response(KnowledgeBaseOutputSerializer(base).data, status=status.HTTP_201_CREATED)
+
+
+class KnowledgeBaseDetailApi(_KnowledgeBaseApi, generics.RetrieveAPIView[KnowledgeBase]):
+    pass
+
+
+class KnowledgeBaseUpdateApi(_KnowledgeBaseApi):
+    @extend_schema(request=KnowledgeBaseInputSerializer, responses=KnowledgeBaseOutputSerializer)
+    def patch(self, request: Request, pk: int) -> Response:
+        base = self.get_object()
+        payload = KnowledgeBaseInputSerializer(base, data=request.data, partial=True)
+        payload.is_valid(raise_exception=True)
+        base = services.knowledge_base_update(base=base, data=payload.validated_data)
+        return Response(KnowledgeBaseOutputSerializer(base).data)
+
+
+class KnowledgeBaseDeleteApi(_KnowledgeBaseApi):
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: int) -> Response:
+        services.knowledge_base_delete(base=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- documents -------------------------------------------------------------------------------
+
+
+class DocumentOutputSerializer(serializers.ModelSerializer[Document]):
+    class Meta:
+        model = Document
+        fields = (
+            "id",
+            "knowledge_base",
+            "filename",
+            "title",
+            "kind",
+            "size",
+            "sha256",
+            "status",
+            "error",
+            "chunk_count",
+            "pages",
+            "enabled",
+            "created_at",
+            "updated_at",
+        )
+
+
+class DocumentUploadSerializer(serializers.Serializer[Any]):
+    files = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=False), min_length=1, max_length=50
+    )
+
+
+class DocumentListApi(_KnowledgeBaseApi):
+    """The documents of a knowledge base, newest first, with their ingestion status."""
+
+    @extend_schema(responses=DocumentOutputSerializer(many=True))
+    def get(self, request: Request, pk: int) -> Response:
+        base = self.get_object()
+        return Response(DocumentOutputSerializer(base.documents.all(), many=True).data)
+
+
+class DocumentUploadApi(_KnowledgeBaseApi):
+    """Upload one or more files (multipart, field ``files``); each is ingested on the worker.
+    Follow their status with GET .../documents/ or the WebSocket /ws/knowledge/<id>/."""
+
+    object_action = "manage_documents"
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        request={"multipart/form-data": DocumentUploadSerializer},
+        responses={201: DocumentOutputSerializer(many=True)},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        base = self.get_object()
+        payload = DocumentUploadSerializer(data={"files": request.FILES.getlist("files")})
+        payload.is_valid(raise_exception=True)
+        documents = []
+        try:
+            for upload in payload.validated_data["files"]:
+                documents.append(
+                    services.document_upload(base=base, upload=upload, actor=request.user)
+                )
+        except KnowledgeError as exc:
+            raise ValidationError({"files": [str(exc)]}) from exc
+        return Response(
+            DocumentOutputSerializer(documents, many=True).data, status=status.HTTP_201_CREATED
+        )
+
+
+class _DocumentApi(generics.GenericAPIView[Document]):
+    """A document is as visible as its knowledge base; changing it needs manage_documents."""
+
+    serializer_class = DocumentOutputSerializer
+    action = "view"
+
+    def get_queryset(self) -> QuerySet[Document]:
+        bases = viewable(self.request.user, KnowledgeBase.objects.all())
+        return Document.objects.filter(knowledge_base__in=bases).select_related("knowledge_base")
+
+    def get_object(self) -> Document:
+        document = self.get_queryset().filter(pk=self.kwargs["pk"]).first()
+        if document is None:
+            raise Http404
+        if not user_can(self.request.user, self.action, document.knowledge_base):
+            self.permission_denied(self.request, message="you may not manage these documents")
+        return document
+
+
+class DocumentDetailApi(_DocumentApi):
+    def get(self, request: Request, pk: str) -> Response:
+        return Response(DocumentOutputSerializer(self.get_object()).data)
+
+
+class DocumentEnableApi(_DocumentApi):
+    action = "manage_documents"
+
+    @extend_schema(request=None, responses=DocumentOutputSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        document = services.document_set_enabled(
+            document=self.get_object(), enabled=True, actor=request.user
+        )
+        return Response(DocumentOutputSerializer(document).data)
+
+
+class DocumentDisableApi(_DocumentApi):
+    action = "manage_documents"
+
+    @extend_schema(request=None, responses=DocumentOutputSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        document = services.document_set_enabled(
+            document=self.get_object(), enabled=False, actor=request.user
+        )
+        return Response(DocumentOutputSerializer(document).data)
+
+
+class DocumentRetryApi(_DocumentApi):
+    action = "manage_documents"
+
+    @extend_schema(request=None, responses=DocumentOutputSerializer)
+    def post(self, request: Request, pk: str) -> Response:
+        document = services.document_retry(document=self.get_object(), actor=request.user)
+        return Response(DocumentOutputSerializer(document).data)
+
+
+class DocumentDeleteApi(_DocumentApi):
+    action = "manage_documents"
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, pk: str) -> Response:
+        services.document_delete(document=self.get_object(), actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DocumentDownloadApi(_DocumentApi):
+    """The original file, as uploaded. Audited."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request: Request, pk: str) -> FileResponse:
+        document = self.get_object()
+        audit_record(
+            action="document.download",
+            target=document.knowledge_base,
+            actor=request.user,
+            extra={"document": str(document.pk), "file": document.filename},
+        )
+        return FileResponse(
+            document.file.open("rb"), as_attachment=True, filename=document.filename
+        )
+
+
+# --- hit testing -----------------------------------------------------------------------------
+
+
+class SearchInputSerializer(serializers.Serializer[Any]):
+    query = serializers.CharField(max_length=2000)
+    top_k = serializers.IntegerField(min_value=1, max_value=50, default=5)
+    min_score = serializers.FloatField(min_value=0, max_value=1, default=0.0)
+    mode = serializers.ChoiceField(choices=["hybrid", "vector", "keyword"], default="hybrid")
+
+
+class PassageSerializer(serializers.Serializer[Any]):
+    text = serializers.CharField()
+    document_id = serializers.CharField()
+    document_title = serializers.CharField()
+    location = serializers.CharField()
+    score = serializers.FloatField()
+    chunk_id = serializers.CharField()
+
+
+class KnowledgeBaseSearchApi(_KnowledgeBaseApi):
+    """Hit testing: the passages a question would retrieve, their scores and sources."""
+
+    object_action = "view"
+
+    @extend_schema(request=SearchInputSerializer, responses=PassageSerializer(many=True))
+    def post(self, request: Request, pk: int) -> Response:
+        base = self.get_object()
+        payload = SearchInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            passages = knowledge_search(bases=[base], **payload.validated_data)
+        except KnowledgeError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(PassageSerializer(passages, many=True).data)
