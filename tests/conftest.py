@@ -53,6 +53,30 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
+def database_now() -> Any:
+    """PostgreSQL's clock: pass it to :func:`close_sessions_since` after a worker test."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def close_sessions_since(since: Any) -> None:
+    """End the database sessions an in-process Celery worker left behind.
+
+    The worker's threads are gone but their sessions stay open until collected, which would
+    keep the test database from being dropped. Only sessions opened since ``since``: older
+    ones belong to this process's other threads (asgiref's executor), which would find them
+    killed in a later test.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_start >= %s",
+            [since],
+        )
+
+
 @pytest.fixture
 def postgres(db: None) -> None:
     require_service(connection.vendor == "postgresql", "PostgreSQL (DATABASE_URL)")

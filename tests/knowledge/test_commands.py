@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from pytest_django.fixtures import Settings
 
 from knowledge import services
 from knowledge.models import Document, KnowledgeBase
 from knowledge.vectorstores.base import collection_name
-
-
-@pytest.fixture
-def index(settings: Settings, chroma_url: str) -> Iterator[None]:
-    settings.CHROMA_URL = chroma_url
-    services._store = None
-    yield
-    services._store = None
 
 
 @pytest.fixture

@@ -34,14 +34,6 @@ Employees may work from home up to two days per week with their manager's approv
 
 
 @pytest.fixture
-def index(settings: Settings, chroma_url: str) -> Iterator[None]:
-    settings.CHROMA_URL = chroma_url
-    services._store = None  # a client for this server, made on first use
-    yield
-    services._store = None
-
-
-@pytest.fixture
 def eager() -> Iterator[None]:
     app.conf.task_always_eager = True
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,31 +15,13 @@ from channels.testing.websocket import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import Client
-from pytest_django.fixtures import Settings
 
 from assistant_site.celery import app
 from assistant_site.roles import CURATOR
 from assistant_site.routing import websocket_urlpatterns
 from knowledge import services
 from knowledge.models import Document, KnowledgeBase
-from tests.conftest import require_service
-
-
-@pytest.fixture
-def index(settings: Settings, chroma_url: str) -> Iterator[None]:
-    settings.CHROMA_URL = chroma_url
-    services._store = None
-    yield
-    services._store = None
-
-
-def _close_worker_connections(since: Any) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
-            "current_database() AND pid <> pg_backend_pid() AND backend_start >= %s",
-            [since],
-        )
+from tests.conftest import close_sessions_since, database_now, require_service
 
 
 @pytest.mark.django_db(transaction=True)
@@ -51,9 +33,7 @@ def test_an_upload_is_ingested_by_the_worker_and_watched_live(
     base = services.knowledge_base_create(actor=curator, data={"name": "IT"})
     api = Client()
     api.force_login(curator)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT clock_timestamp()")
-        since = cursor.fetchone()[0]
+    since = database_now()
 
     async def watch(document_ids: list[str]) -> list[dict[str, Any]]:
         communicator = WebsocketCommunicator(
@@ -87,7 +67,7 @@ def test_an_upload_is_ingested_by_the_worker_and_watched_live(
         deadline = time.monotonic() + 10
         while Document.objects.get(pk=ids[0]).status != "indexed" and time.monotonic() < deadline:
             time.sleep(0.1)
-    _close_worker_connections(since)
+    close_sessions_since(since)
 
     assert [s["status"] for s in statuses] == ["parsing", "splitting", "embedding", "indexed"]
     document = Document.objects.get(pk=ids[0])

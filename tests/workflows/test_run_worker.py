@@ -10,30 +10,10 @@ from django.db import connection
 
 from assistant_site.celery import app
 from assistant_site.roles import DESIGNER
-from tests.conftest import require_service
+from tests.conftest import close_sessions_since, database_now, require_service
 from tests.workflows.graphs import echo_graph
 from workflows import services
 from workflows.models import Run
-
-
-def _database_now() -> Any:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT clock_timestamp()")
-        return cursor.fetchone()[0]
-
-
-def _close_worker_connections(since: Any) -> None:
-    # The worker's threads are gone but their database sessions stay open until collected,
-    # which would keep the test database from being dropped. Only sessions opened since the
-    # worker started: older ones belong to this process's other threads (asgiref's executor),
-    # which would find them killed in a later test.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_start >= %s",
-            [since],
-        )
 
 
 def _wait_finished(run: Run, timeout: float = 30.0) -> Run:
@@ -58,7 +38,7 @@ def test_published_runs_execute_on_a_real_worker_through_redis_and_postgresql(
     version = services.workflow_publish(workflow=workflow, actor=designer)
 
     app.control.purge()  # messages left in the test queue by an interrupted earlier run
-    since = _database_now()
+    since = database_now()
     worker = start_worker(
         app,
         pool="threads",
@@ -73,7 +53,7 @@ def test_published_runs_execute_on_a_real_worker_through_redis_and_postgresql(
             for i in range(5)
         ]
         finished = [_wait_finished(run) for run in runs]
-    _close_worker_connections(since)
+    close_sessions_since(since)
 
     assert [run.status for run in finished] == ["succeeded"] * 5
     assert [run.output for run in finished] == [f"你好，#{i}" for i in range(5)]
@@ -133,7 +113,7 @@ def test_an_edited_model_endpoint_is_used_by_a_running_worker_without_a_restart(
         services.workflow_publish(workflow=workflow, actor=designer)
 
         app.control.purge()
-        since = _database_now()
+        since = database_now()
         with start_worker(
             app,
             pool="threads",
@@ -151,7 +131,7 @@ def test_an_edited_model_endpoint_is_used_by_a_running_worker_without_a_restart(
             after = _wait_finished(
                 services.run_start(workflow=workflow, actor=designer, trigger_input={"text": "2"})
             )
-        _close_worker_connections(since)
+        close_sessions_since(since)
 
     assert before.output == "model-a: Echo: 1", before.error
     assert after.output == "model-b: Echo: 2", after.error
