@@ -59,13 +59,15 @@ def knowledge_base_update(*, base: KnowledgeBase, data: dict[str, Any]) -> Knowl
 
 def knowledge_base_delete(*, base: KnowledgeBase) -> None:
     documents = list(base.documents.all())
+    # Named before the row goes: delete() clears the primary key.
+    collection = collection_name(base.pk, embedder_for(base).key)
     with transaction.atomic():
         base.delete()
     for document in documents:
         document.file.delete(save=False)
     if settings.CHROMA_URL:
         try:
-            vector_store().drop(collection_name(base.pk, embedder_for(base).key))
+            vector_store().drop(collection)
         except Exception:  # the rows are gone; a stale collection is harmless and reported
             logger.warning("could not drop the index of knowledge base %s", base.pk, exc_info=True)
 

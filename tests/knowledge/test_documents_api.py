@@ -262,3 +262,20 @@ def test_a_workflow_retrieves_from_the_base(
     assert passages
     assert "发票" in passages[0].text
     assert passages[0].document_title == "员工手册"
+
+
+def test_deleting_a_base_drops_its_index(
+    api: Client, base: KnowledgeBase, ingesting: Any, chroma_url: str
+) -> None:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    host, port = chroma_url.removeprefix("http://").split(":")
+    chroma = chromadb.HttpClient(
+        host=host, port=int(port), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    _upload(api, base, ("handbook.md", POLICY.encode()), capture=ingesting)
+    collection = collection_name(base.pk, services.embedder_for(base).key)
+    assert collection in {c.name for c in chroma.list_collections()}
+    assert api.delete(f"/api/knowledge-bases/{base.pk}/delete/").status_code == 204
+    assert collection not in {c.name for c in chroma.list_collections()}
