@@ -625,17 +625,20 @@ def _replies(events: list[TraceEvent]) -> list[str]:
     ]
 
 
-_compiled: dict[int, CompiledWorkflow] = {}
+_compiled: dict[int, tuple[dict[str, Any], CompiledWorkflow]] = {}
 _COMPILED_LIMIT = 256
 
 
 def _compile_version(version_id: int, graph: dict[str, Any]) -> CompiledWorkflow:
-    # A published version never changes, so its compiled form is kept per process.
-    compiled = _compiled.get(version_id)
-    if compiled is None:
-        if len(_compiled) >= _COMPILED_LIMIT:
-            _compiled.pop(next(iter(_compiled)))
-        compiled = _compiled[version_id] = CompiledWorkflow(graph)
+    # A published version never changes, so its compiled form is kept per process. The graph
+    # is compared too (microseconds): SQLite can hand a deleted version's id to a new one.
+    cached = _compiled.get(version_id)
+    if cached is not None and cached[0] == graph:
+        return cached[1]
+    if len(_compiled) >= _COMPILED_LIMIT:
+        _compiled.pop(next(iter(_compiled)))
+    compiled = CompiledWorkflow(graph)
+    _compiled[version_id] = (graph, compiled)
     return compiled
 
 
