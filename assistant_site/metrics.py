@@ -39,6 +39,25 @@ AUDIT_ENTRIES = Counter(
 RUNS_FINISHED = Counter(
     "assistant_runs_finished_total", "Workflow runs finished, by final status.", ["status"]
 )
+CONNECTOR_EVENTS = Counter(
+    "assistant_connector_events_total",
+    "Platform events received by connectors, by platform and outcome: accepted (stored), "
+    "duplicate (a redelivery, dropped), ignored (acknowledged, nothing to do), "
+    "rejected_signature (bad signature or token), rejected (any other refusal).",
+    ["connector", "platform", "outcome"],
+)
+CONNECTOR_DELIVERIES = Counter(
+    "assistant_connector_deliveries_total",
+    "Replies delivered by connectors, by platform and outcome: sent, retry (a temporary "
+    "failure, tried again later), dead (given up; a dead letter in the admin).",
+    ["connector", "platform", "outcome"],
+)
+CONNECTOR_DELIVERY_LATENCY = Histogram(
+    "assistant_connector_delivery_latency_seconds",
+    "From the platform's event reaching us to its last reply being sent.",
+    ["platform"],
+    buckets=(0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0),
+)
 MESSAGES_RECEIVED = Counter(
     "assistant_messages_received_total",
     "Chat messages offered to workflows, by outcome: started (a run), ignored (no trigger "

@@ -20,6 +20,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("workflows.urls")),
     path("api/", include("knowledge.urls")),
+    path("api/", include("connectors.api_urls")),
+    path("connectors/", include("connectors.urls")),
     path(
         "api/sharing/<str:label>/<str:pk>/",
         api.ObjectGrantsApi.as_view(),

@@ -7,16 +7,19 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from pydantic import ValidationError as PydanticValidationError
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from assistant_site.crypto import SecretDecryptionError
 from assistant_site.permissions import (
     ObjectPermission,
     ViewableObjectsFilter,
+    permitted,
     user_can,
     viewable,
 )
@@ -24,7 +27,10 @@ from audit.services import audit_record
 from knowledge import services
 from knowledge.exceptions import KnowledgeError
 from knowledge.models import Document, KnowledgeBase
-from knowledge.retrieval import knowledge_search
+from knowledge.retrieval import knowledge_search, knowledge_search_reranked
+from workflows.llm.endpoints import EndpointConfig
+from workflows.models import ModelEndpoint
+from workflows.nodes.knowledge_retrieval import RerankOutcome, SearchFilters
 
 MAX_FILES_PER_UPLOAD = 50
 
@@ -266,11 +272,65 @@ class DocumentDownloadApi(_DocumentApi):
 # --- hit testing -----------------------------------------------------------------------------
 
 
+@extend_schema_field(SearchFilters.model_json_schema())
+class SearchFiltersField(serializers.Field[SearchFilters, Any, dict[str, Any], Any]):
+    """A JSON object checked by ``SearchFilters``, the retrieval node's filter model, so the
+    API and the node accept exactly the same filters. Errors name the filter field."""
+
+    def to_internal_value(self, data: Any) -> SearchFilters:
+        if not isinstance(data, dict):
+            raise ValidationError('must be an object such as {"file_types": ["pdf"]}')
+        try:
+            return SearchFilters.model_validate(data)
+        except PydanticValidationError as exc:
+            problems: dict[str, list[str]] = {}
+            for error in exc.errors():
+                field = ".".join(str(part) for part in error["loc"]) or "non_field_errors"
+                problems.setdefault(field, []).append(error["msg"])
+            raise ValidationError(problems) from exc
+
+    def to_representation(self, value: SearchFilters) -> dict[str, Any]:
+        return value.model_dump(mode="json", exclude_none=True)
+
+
 class SearchInputSerializer(serializers.Serializer[Any]):
     query = serializers.CharField(max_length=2000)
     top_k = serializers.IntegerField(min_value=1, max_value=50, default=5)
     min_score = serializers.FloatField(min_value=0, max_value=1, default=0.0)
     mode = serializers.ChoiceField(choices=["hybrid", "vector", "keyword"], default="hybrid")
+    filters = SearchFiltersField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="Search only the passages these admit: document_ids, title_contains, "
+        "file_types, heading_prefix (all given must hold).",
+    )
+    rerank_endpoint = serializers.CharField(
+        required=False,
+        allow_null=True,
+        default=None,
+        max_length=100,
+        help_text="Name of a model endpoint of kind rerank you may use: reorders the best "
+        "passages found; min_score then applies to its scores.",
+    )
+
+    def validate_rerank_endpoint(self, name: str | None) -> EndpointConfig | None:
+        if name is None:
+            return None
+        usable = permitted(self.context["request"].user, "use", ModelEndpoint.objects.all())
+        endpoint = usable.filter(name=name).first()
+        if endpoint is None:
+            raise ValidationError(f"no model endpoint named {name!r} that you may use")
+        if endpoint.kind != ModelEndpoint.Kind.RERANK:
+            raise ValidationError(f"{name!r} is a {endpoint.kind} endpoint, not a rerank endpoint")
+        if not endpoint.enabled:
+            raise ValidationError(f"{name!r} is disabled")
+        from workflows.services import endpoint_config
+
+        try:
+            return endpoint_config(endpoint)
+        except SecretDecryptionError as exc:
+            raise ValidationError(f"the API key of {name!r} cannot be decrypted") from exc
 
 
 class PassageSerializer(serializers.Serializer[Any]):
@@ -282,18 +342,34 @@ class PassageSerializer(serializers.Serializer[Any]):
     chunk_id = serializers.CharField()
 
 
+class SearchOutputSerializer(serializers.Serializer[Any]):
+    passages = PassageSerializer(many=True)
+    reranked = serializers.BooleanField(
+        help_text="The passages are in the rerank endpoint's order, with its scores."
+    )
+    rerank_error = serializers.CharField(
+        source="error",
+        help_text="Why the search order was kept although a rerank endpoint was given.",
+    )
+
+
 class KnowledgeBaseSearchApi(_KnowledgeBaseApi):
     """Hit testing: the passages a question would retrieve, their scores and sources."""
 
     object_action = "view"
 
-    @extend_schema(request=SearchInputSerializer, responses=PassageSerializer(many=True))
+    @extend_schema(request=SearchInputSerializer, responses=SearchOutputSerializer)
     def post(self, request: Request, pk: int) -> Response:
         base = self.get_object()
-        payload = SearchInputSerializer(data=request.data)
+        payload = SearchInputSerializer(data=request.data, context={"request": request})
         payload.is_valid(raise_exception=True)
+        options = dict(payload.validated_data)
+        endpoint = options.pop("rerank_endpoint")
         try:
-            passages = knowledge_search(bases=[base], **payload.validated_data)
+            if endpoint is None:
+                outcome = RerankOutcome(knowledge_search(bases=[base], **options), reranked=False)
+            else:
+                outcome = knowledge_search_reranked(bases=[base], endpoint=endpoint, **options)
         except KnowledgeError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        return Response(PassageSerializer(passages, many=True).data)
+        return Response(SearchOutputSerializer(outcome).data)

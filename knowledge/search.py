@@ -13,7 +13,7 @@ import threading
 import unicodedata
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from itertools import repeat
 
 import jieba
@@ -133,6 +133,8 @@ class KeywordIndex:
         self._indptr = indptr
         self._postings = postings
         self._weights = weights
+        # chunk id -> position, built on the first filtered search (most searches have none).
+        self._positions: dict[str, int] | None = None
 
     @classmethod
     def build(cls, documents: Sequence[tuple[str, str]]) -> KeywordIndex:
@@ -182,12 +184,16 @@ class KeywordIndex:
         weights /= tf
         return cls(chunk_ids, vocabulary, indptr, postings, weights)
 
-    def search(self, query: str, top_k: int) -> list[tuple[str, float]]:
+    def search(
+        self, query: str, top_k: int, *, only: Collection[str] | None = None
+    ) -> list[tuple[str, float]]:
         """The ``top_k`` best chunks as ``(chunk_id, score)``, best first; only scores > 0.
 
-        A term repeated in the query counts as often as it is repeated, as in Lucene.
+        A term repeated in the query counts as often as it is repeated, as in Lucene. With
+        ``only``, chunks not in it are left out before the best are picked (ids the index
+        does not hold are ignored); idf and length norms stay those of the whole index.
         """
-        if top_k <= 0:
+        if top_k <= 0 or (only is not None and not only):
             return []
         query_counts = Counter(tokenize(query))
         scores = np.zeros(len(self._chunk_ids), dtype=np.float32)
@@ -198,6 +204,10 @@ class KeywordIndex:
             start, stop = self._indptr[term_id], self._indptr[term_id + 1]
             # A chunk appears at most once in a term's postings, so fancy-index += is exact.
             scores[self._postings[start:stop]] += count * self._weights[start:stop]
+        if only is not None:
+            allowed = np.zeros(len(self._chunk_ids), dtype=bool)
+            allowed[self._positions_of(only)] = True
+            scores[~allowed] = 0
         matched = np.flatnonzero(scores > 0)
         if len(matched) > top_k:
             # Keep what scores at least the top_k-th best score (a partition is O(n); only
@@ -208,6 +218,15 @@ class KeywordIndex:
         # Best first; equal scores keep the build order, so results are deterministic.
         ranked = matched[np.lexsort((matched, -scores[matched]))][:top_k]
         return [(self._chunk_ids[i], float(scores[i])) for i in ranked]
+
+    def _positions_of(self, chunk_ids: Collection[str]) -> npt.NDArray[np.intp]:
+        positions = self._positions
+        if positions is None:
+            # Racing threads may both build it: the same dict, assigned atomically.
+            positions = {chunk_id: n for n, chunk_id in enumerate(self._chunk_ids)}
+            self._positions = positions
+        found = [positions[c] for c in chunk_ids if c in positions]
+        return np.fromiter(found, dtype=np.intp, count=len(found))
 
     def __len__(self) -> int:
         return len(self._chunk_ids)

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,6 +89,7 @@ from workflows.nodes.webhook_trigger import (
     WebhookTriggerConfig,
     signature_check,
 )
+from workflows.signals import RunObserver, run_finished, run_observer_factories
 
 logger = logging.getLogger(__name__)
 
@@ -497,6 +498,35 @@ def message_receive(
     return MessageOutcome("started", run=run)
 
 
+def message_replay(*, workflow: Workflow, message: ChatMessage, actor: Any) -> Run:
+    """Run a message that came in earlier against the current draft, as a test run (no
+    conversation is touched and nothing is delivered): how would the draft answer it?"""
+    problems = workflow_validate(graph=workflow.draft, actor=actor)
+    if problems:
+        raise WorkflowInvalidError(problems)
+    trigger_node, reason = _message_trigger_for(CompiledWorkflow(workflow.draft), message)
+    if not trigger_node:
+        raise WorkflowInvalidError(
+            [
+                {
+                    "code": "message_not_accepted",
+                    "message": f"no message trigger of the draft accepts this message: {reason}",
+                    "node_id": None,
+                    "edge_id": None,
+                    "field": "trigger_node",
+                }
+            ]
+        )
+    return run_start(
+        workflow=workflow,
+        actor=actor,
+        trigger_input=message.model_dump(mode="json"),
+        use_draft=True,
+        trigger_kind="replay",
+        trigger_node=trigger_node,
+    )
+
+
 WEBHOOK_MAX_BODY_BYTES = 1_000_000
 
 
@@ -804,10 +834,13 @@ async def _execute_streaming(
     compiled: CompiledWorkflow,
     run: Run,
     events: list[TraceEvent],
+    *,
     resources: dict[ResourceKey, Any] | None = None,
     conversation: dict[str, Any] | None = None,
+    observers: Sequence[RunObserver] = (),
 ) -> RunResult:
-    """Run the graph, streaming its trace events to the run's WebSocket watchers in order."""
+    """Run the graph, streaming its trace events to the run's WebSocket watchers in order
+    and to its observers (connectors streaming the answer into a chat)."""
     layer = _thread_layer()
     queue: asyncio.Queue[TraceEvent | None] = asyncio.Queue()
     secrets = _secrets_of(resources)
@@ -832,6 +865,11 @@ async def _execute_streaming(
     def sink(event: TraceEvent) -> None:
         events.append(event)
         queue.put_nowait(event)
+        for observer in observers:
+            try:
+                observer.on_event(event)
+            except Exception:  # an observer's bug must not fail the run
+                logger.exception("run observer %r failed on an event of run %s", observer, run.pk)
 
     publisher = asyncio.ensure_future(publish(layer)) if layer is not None else None
     cancel = asyncio.Event()
@@ -852,6 +890,11 @@ async def _execute_streaming(
         if publisher is not None:
             queue.put_nowait(None)
             await publisher
+        for observer in observers:
+            try:
+                await observer.close()
+            except Exception:
+                logger.exception("run observer %r failed to close for run %s", observer, run.pk)
 
 
 class _ThreadRunner(threading.local):
@@ -1010,11 +1053,14 @@ def run_execute(*, run_id: str) -> Run:
         resources = _resources_load(compiled.required_resources)
         secrets = _secrets_of(resources)
         memory = _conversation_memory(run, compiled.graph.settings.memory_turns)
+        observers = _observers_for(run)
         # A run mostly waits on models and APIs: give the connection back (to the pool) for
         # that time, or a few runs would hold every connection of the worker's threads.
         _release_connection()
         result = _thread_loop().run_until_complete(
-            _execute_streaming(compiled, run, events, resources, memory)
+            _execute_streaming(
+                compiled, run, events, resources=resources, conversation=memory, observers=observers
+            )
         )
         status, output, error = result.status.value, result.output or "", result.error or ""
     except GraphInvalidError as exc:
@@ -1036,8 +1082,24 @@ def run_execute(*, run_id: str) -> Run:
         run.save(update_fields=["status", "output", "error", "finished_at", "duration_ms"])
         if run.conversation_id is not None:
             _conversation_append_replies(run, _replies(events))
+    for receiver, response in run_finished.send_robust(sender=Run, run=run):
+        if isinstance(response, Exception):
+            logger.error("run_finished receiver %r failed (run %s): %r", receiver, run.pk, response)
     _release_connection()  # and between tasks, for the same reason
     return run
+
+
+def _observers_for(run: Run) -> list[RunObserver]:
+    observers: list[RunObserver] = []
+    for factory in run_observer_factories:
+        try:
+            observer = factory(run)
+        except Exception:  # a broken observer must not stop the run
+            logger.exception("run observer factory %r failed for run %s", factory, run.pk)
+            continue
+        if observer is not None:
+            observers.append(observer)
+    return observers
 
 
 NODE_TEST_LIMIT_S = 60.0

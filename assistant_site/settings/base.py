@@ -177,6 +177,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Entries here are copied into the database scheduler (editable in the admin).
 CELERY_BEAT_SCHEDULE = {
     "recover-stale-runs": {"task": "workflows.runs_sweep", "schedule": 30.0},
+    "connectors-sweep": {"task": "connectors.sweep", "schedule": 30.0},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -188,6 +189,13 @@ if not CHROMA_URL:
 # --- Knowledge ingestion ---------------------------------------------------------------
 KNOWLEDGE_MAX_UPLOAD_MB = env_int("KNOWLEDGE_MAX_UPLOAD_MB", 50, minimum=1)
 KNOWLEDGE_MAX_PAGES = env_int("KNOWLEDGE_MAX_PAGES", 2000, minimum=1)
+
+# --- Connectors (Feishu/Lark, Telegram, web chat) ---------------------------------------
+# Credentials live on each connector (encrypted, set in the admin or API), not here.
+# How long inbound events and deliveries are kept (the sweeper deletes older ones).
+CONNECTOR_RETENTION_DAYS = env_int("CONNECTOR_RETENTION_DAYS", 30, minimum=1)
+# Attempts before a reply becomes a dead letter (retry it from the admin).
+CONNECTOR_DELIVERY_ATTEMPTS = env_int("CONNECTOR_DELIVERY_ATTEMPTS", 8, minimum=1)
 
 # --- Auth, roles, object permissions, lockout -----------------------------------------
 AUTHENTICATION_BACKENDS = [

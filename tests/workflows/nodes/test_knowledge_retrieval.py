@@ -3,25 +3,32 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from tests.doubles.rerank_server import RerankDouble
 from tests.workflows.graphs import edge, node
 from tests.workflows.nodes.helpers import run_node
 from workflows.engine.executor import CompiledWorkflow, NodeStatus, RunStatus
 from workflows.engine.validation import validate_graph
 from workflows.nodes import registry
+from workflows.llm.endpoints import EndpointConfig
 from workflows.nodes.base import NodeContext, NodeResult
 from workflows.nodes.knowledge_retrieval import (
     KNOWLEDGE_BASE_RESOURCE,
+    RERANK_CANDIDATES,
     KnowledgeRetrieval,
     KnowledgeRetrievalConfig,
     Passage,
     Retriever,
+    SearchFilters,
 )
+from workflows.nodes.llm import MODEL_ENDPOINT_RESOURCE
 
 # --- a small real index: cosine similarity of bags of features --------------------------------
 
@@ -62,9 +69,13 @@ class BagOfBigramsIndex:
             for n, (doc_id, title, location, text) in enumerate(passages, start=1)
         ]
         self.calls: list[tuple[str, int, float]] = []
+        self.filters: list[SearchFilters | None] = []
 
-    async def search(self, query: str, *, top_k: int, min_score: float) -> list[Passage]:
+    async def search(
+        self, query: str, *, top_k: int, min_score: float, filters: SearchFilters | None = None
+    ) -> list[Passage]:
         self.calls.append((query, top_k, min_score))
+        self.filters.append(filters)
         wanted = _features(query)
         found = []
         for chunk_id, doc_id, title, location, text, features in self.chunks:
@@ -143,12 +154,21 @@ def _guide() -> BagOfBigramsIndex:
     )
 
 
-def _run(config: dict[str, Any], text: str, bases: dict[int, Any] | None = None) -> NodeResult:
+def _run(
+    config: dict[str, Any],
+    text: str,
+    bases: dict[int, Any] | None = None,
+    endpoints: dict[str, EndpointConfig] | None = None,
+) -> NodeResult:
     node_type = registry.get("knowledge_retrieval", 1)
     assert node_type is KnowledgeRetrieval
     instance = node_type("search", node_type.Config.model_validate(config))
     variables = {"trigger": {"text": text}, "conversation": {}, "nodes": {}, "vars": {}}
-    resources = {(KNOWLEDGE_BASE_RESOURCE, str(kb)): r for kb, r in (bases or {}).items()}
+    resources: dict[tuple[str, str], Any] = {
+        (KNOWLEDGE_BASE_RESOURCE, str(kb)): r for kb, r in (bases or {}).items()
+    }
+    for name, endpoint in (endpoints or {}).items():
+        resources[MODEL_ENDPOINT_RESOURCE, name] = endpoint
     return asyncio.run(instance.run(NodeContext(variables=variables, resources=resources)))
 
 
@@ -178,6 +198,16 @@ def _chunks(result: NodeResult) -> list[str]:
         {"knowledge_base_ids": [1], "min_score": float("nan")},
         {"knowledge_base_ids": [1], "query": "x" * 2001},
         {"knowledge_base_ids": [1], "knowledge_base": 1},
+        {"knowledge_base_ids": [1], "rerank_endpoint": ""},
+        {"knowledge_base_ids": [1], "rerank_endpoint": 3},
+        {"knowledge_base_ids": [1], "filters": {"file_types": ["exe"]}},
+        {"knowledge_base_ids": [1], "filters": {"file_types": []}},
+        {"knowledge_base_ids": [1], "filters": {"document_ids": ["not-a-uuid"]}},
+        {"knowledge_base_ids": [1], "filters": {"document_ids": []}},
+        {"knowledge_base_ids": [1], "filters": {"title_contains": "   "}},
+        {"knowledge_base_ids": [1], "filters": {"heading_prefix": "Chapter 2 >  > Leave"}},
+        {"knowledge_base_ids": [1], "filters": {"page": 3}},
+        {"knowledge_base_ids": [1], "filters": "pdf"},
     ],
 )
 def test_invalid_configs_are_refused(config: dict[str, Any]) -> None:
@@ -211,13 +241,18 @@ def test_defaults_and_required_resources_follow_the_config() -> None:
         "query",
         "top_k",
         "min_score",
+        "filters",
+        "rerank_endpoint",
     }
     assert described["outputs"] == {
         "passages": "array",
         "context": "string",
         "count": "number",
         "query": "string",
+        "reranked": "boolean",
+        "rerank_error": "string",
     }
+    assert (config.filters, config.rerank_endpoint) == (None, None)
 
 
 def test_the_test_index_is_a_retriever() -> None:
@@ -283,7 +318,9 @@ def test_min_score_leaves_out_weak_passages() -> None:
 
 def test_passages_a_retriever_should_have_left_out_are_dropped() -> None:
     class Sloppy:
-        async def search(self, query: str, *, top_k: int, min_score: float) -> list[Passage]:
+        async def search(
+            self, query: str, *, top_k: int, min_score: float, filters: SearchFilters | None
+        ) -> list[Passage]:
             return [Passage(f"p{n}", "d", "Doc", "", n / 10, f"c{n}") for n in range(10)]
 
     result = _run({"knowledge_base_ids": [1], "top_k": 3, "min_score": 0.45}, "q", {1: Sloppy()})
@@ -294,7 +331,9 @@ def test_bases_are_searched_concurrently() -> None:
     barrier = asyncio.Barrier(2)
 
     class Waiting(BagOfBigramsIndex):
-        async def search(self, query: str, *, top_k: int, min_score: float) -> list[Passage]:
+        async def search(
+            self, query: str, *, top_k: int, min_score: float, filters: SearchFilters | None = None
+        ) -> list[Passage]:
             # Both searches must be under way at once, or this never returns.
             async with asyncio.timeout(2):
                 await barrier.wait()
@@ -340,6 +379,8 @@ def test_no_passages_is_a_success_with_count_zero() -> None:
         "context": "",
         "count": 0,
         "query": "quantum chromodynamics",
+        "reranked": False,
+        "rerank_error": "",
     }
     # A threshold nothing reaches has the same effect.
     result = _run({"knowledge_base_ids": [1], "min_score": 1.0}, "年假", {1: _handbook()})
@@ -375,7 +416,9 @@ def test_an_empty_query_fails() -> None:
 
 
 class Offline:
-    async def search(self, query: str, *, top_k: int, min_score: float) -> list[Passage]:
+    async def search(
+        self, query: str, *, top_k: int, min_score: float, filters: SearchFilters | None = None
+    ) -> list[Passage]:
         raise ConnectionError("vector store unreachable")
 
 
