@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core import signing
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -554,14 +554,14 @@ def deliveries_flush(*, connector_id: int, chat_id: str) -> int:
         with transaction.atomic():
             try:
                 head = (
-                    Delivery.objects.select_for_update(nowait=True)
+                    Delivery.objects.select_for_update(nowait=True, of=("self",))
                     .select_related("connector", "event")
                     .filter(connector_id=connector_id, chat_id=chat_id, status__in=_OPEN)
                     .order_by("created_at", "id")
                     .first()
                 )
-            except DatabaseError:
-                return sent  # another sender holds this chat; it goes on with the queue
+            except OperationalError:  # LockNotAvailable: another sender holds this chat
+                return sent  # and goes on with its queue
             if head is None:
                 return sent
             now = timezone.now()

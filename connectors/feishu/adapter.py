@@ -43,7 +43,7 @@ from connectors.base import (
 )
 from connectors.feishu import payloads
 
-TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
+TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"  # noqa: S105  (a URL path)
 MESSAGES_PATH = "/open-apis/im/v1/messages"
 BOT_INFO_PATH = "/open-apis/bot/v3/info"
 
@@ -599,11 +599,15 @@ class FeishuAdapter:
         """One Open API call with the tenant token; on a refused token, one new token and
         one more try. Answers the JSON body of a success (``code`` 0)."""
         token = await self._tenant_token(settings)
-        response = await self._call(settings, method, path, body, what, token)
+        response = await self._call(
+            settings, method=method, path=path, body=body, what=what, token=token
+        )
         answer = _body(response)
         if _code(answer) in TOKEN_CODES:
             token = await self._tenant_token(settings, refused=token)
-            response = await self._call(settings, method, path, body, what, token)
+            response = await self._call(
+                settings, method=method, path=path, body=body, what=what, token=token
+            )
             answer = _body(response)
         if response.ok and answer is not None and _code(answer) == 0:
             return answer
@@ -612,6 +616,7 @@ class FeishuAdapter:
     @staticmethod
     async def _call(
         settings: ConnectorSettings,
+        *,
         method: str,
         path: str,
         body: dict[str, Any] | None,
@@ -641,7 +646,9 @@ class FeishuAdapter:
             return cached.value
         credentials = {"app_id": settings.config.app_id, "app_secret": settings.secrets.app_secret}
         what = "getting a tenant_access_token"
-        response = await self._call(settings, "POST", TOKEN_PATH, credentials, what)
+        response = await self._call(
+            settings, method="POST", path=TOKEN_PATH, body=credentials, what=what
+        )
         answer = _body(response)
         token = (answer or {}).get("tenant_access_token")
         expire = (answer or {}).get("expire")

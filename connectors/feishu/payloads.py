@@ -117,7 +117,7 @@ class MessageReceived(_Model):
 # --- message content -------------------------------------------------------------------------
 
 
-class _Unreadable(Exception):
+class _UnreadableError(Exception):
     """A message whose content we cannot use; the text says why (the item's reason)."""
 
 
@@ -128,7 +128,7 @@ ContentReader = Callable[[dict[str, Any], str], tuple[str, list[Attachment]]]
 def _required(content: dict[str, Any], key: str, message_type: str) -> str:
     value = content.get(key)
     if not isinstance(value, str) or not value:
-        raise _Unreadable(f"{message_type} message without {key}")
+        raise _UnreadableError(f"{message_type} message without {key}")
     return value
 
 
@@ -140,7 +140,7 @@ def _optional(content: dict[str, Any], key: str) -> Any:
 def _read_text(content: dict[str, Any], message_id: str) -> tuple[str, list[Attachment]]:
     text = content.get("text")
     if not isinstance(text, str):
-        raise _Unreadable("text message without text")
+        raise _UnreadableError("text message without text")
     return text, []
 
 
@@ -151,10 +151,11 @@ def _read_image(content: dict[str, Any], message_id: str) -> tuple[str, list[Att
 
 def _read_file(content: dict[str, Any], message_id: str) -> tuple[str, list[Attachment]]:
     key = _required(content, "file_key", "file")
-    name = content.get("file_name") if isinstance(content.get("file_name"), str) else ""
+    name = content.get("file_name")
+    name = name if isinstance(name, str) else ""
     attachment = {"message_type": "file", "message_id": message_id, "file_key": key}
     attachment["file_name"] = name
-    return str(name), [attachment]
+    return name, [attachment]
 
 
 def _read_audio(content: dict[str, Any], message_id: str) -> tuple[str, list[Attachment]]:
@@ -178,7 +179,7 @@ def _read_media(content: dict[str, Any], message_id: str) -> tuple[str, list[Att
 def _read_post(content: dict[str, Any], message_id: str) -> tuple[str, list[Attachment]]:
     document = post_document(content)
     if not document:
-        raise _Unreadable("post message without title or content")
+        raise _UnreadableError("post message without title or content")
     return post_text(document, message_id)
 
 
@@ -213,34 +214,41 @@ def post_document(content: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _post_element(element: dict[str, Any], message_id: str) -> tuple[str | None, Attachment | None]:
-    """(text, attachment) of one post element; None text for an element with no words."""
+def _post_words(element: dict[str, Any]) -> str | None:
+    """The words of one post element; None for an element without words (images...)."""
     tag = element.get("tag")
+    text = element.get("text")
     if tag in ("text", "code_block", "md"):
-        text = element.get("text")
-        return (text if isinstance(text, str) else ""), None
+        return text if isinstance(text, str) else ""
     if tag == "a":
-        text, href = element.get("text"), element.get("href")
-        return (text if isinstance(text, str) and text else str(href or "")), None
-    if tag == "at":
-        # In events the at element's user_id is the mention's placeholder (@_user_1), resolved
-        # with the message's mentions like a text message's; "all" is @all.
-        user_id = str(element.get("user_id") or "")
-        if user_id in ("all", "@_all"):
-            return "@_all", None
-        if user_id.startswith("@_user_"):
-            return user_id, None
-        return "@" + str(element.get("user_name") or user_id), None
+        return text if isinstance(text, str) and text else str(element.get("href") or "")
+    if tag != "at":
+        return None  # img, media, emotion, hr and tags to come
+    # In events the at element's user_id is the mention's placeholder (@_user_1), resolved
+    # with the message's mentions as in a text message; "all" is @all.
+    user_id = str(element.get("user_id") or "")
+    if user_id in ("all", "@_all"):
+        return "@_all"
+    if user_id.startswith("@_user_"):
+        return user_id
+    return "@" + str(element.get("user_name") or user_id)
+
+
+def _post_attachment(element: dict[str, Any], message_id: str) -> Attachment | None:
+    tag = element.get("tag")
     if tag == "img" and isinstance(element.get("image_key"), str):
-        key = element["image_key"]
-        return None, {"message_type": "image", "message_id": message_id, "image_key": key}
+        return {
+            "message_type": "image",
+            "message_id": message_id,
+            "image_key": element["image_key"],
+        }
     if tag == "media" and isinstance(element.get("file_key"), str):
         attachment = {"message_type": "media", "message_id": message_id}
         attachment["file_key"] = element["file_key"]
         if isinstance(element.get("image_key"), str):
-            attachment["image_key"] = element["image_key"]
-        return None, attachment
-    return None, None  # emotion, hr and tags to come
+            attachment["image_key"] = element["image_key"]  # the video's cover
+        return attachment
+    return None
 
 
 def post_text(document: dict[str, Any], message_id: str = "") -> tuple[str, list[Attachment]]:
@@ -258,9 +266,10 @@ def post_text(document: dict[str, Any], message_id: str = "") -> tuple[str, list
         for element in paragraph:
             if not isinstance(element, dict):
                 continue
-            text, attachment = _post_element(element, message_id)
+            text = _post_words(element)
             if text is not None:
                 words.append(text)
+            attachment = _post_attachment(element, message_id)
             if attachment is not None:
                 attachments.append(attachment)
         if words or not paragraph:  # an image-only paragraph is no line; an empty one is
@@ -333,6 +342,27 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {error['msg']}"
 
 
+def _read(event: MessageReceived) -> tuple[str, list[Attachment]]:
+    """The words (mention placeholders still in) and attachments of a message we answer."""
+    message, sender = event.message, event.sender
+    if sender.sender_type != "user":
+        raise _UnreadableError(
+            f"messages from a {sender.sender_type or 'non-user'} sender are not answered"
+        )
+    if not sender.sender_id.open_id:
+        raise _UnreadableError("the sender has no open_id")
+    reader = CONTENT_READERS.get(message.message_type)
+    if reader is None:
+        raise _UnreadableError(f"{message.message_type or 'untyped'} messages are not handled")
+    try:
+        content = json.loads(message.content)
+    except ValueError:
+        raise _UnreadableError("the message content is not JSON") from None
+    if not isinstance(content, dict):
+        raise _UnreadableError("the message content is not a JSON object")
+    return reader(content, message.message_id)
+
+
 def message_received(settings: ConnectorSettings, envelope: Envelope) -> list[InboundItem]:
     """``im.message.receive_v1``: one message, offered to the workflow (or a command)."""
     header = envelope.header
@@ -344,23 +374,9 @@ def message_received(settings: ConnectorSettings, envelope: Envelope) -> list[In
     message, sender = event.message, event.sender
     # Feishu redelivers a message under new event ids: the message id is what is unique.
     dedupe_key = f"message:{message.message_id}"
-    if sender.sender_type != "user":
-        reason = f"messages from a {sender.sender_type or 'non-user'} sender are not answered"
-        return [_ignored(dedupe_key, reason, header)]
-    if not sender.sender_id.open_id:
-        return [_ignored(dedupe_key, "the sender has no open_id", header)]
-    reader = CONTENT_READERS.get(message.message_type)
-    if reader is None:
-        reason = f"{message.message_type or 'untyped'} messages are not handled"
-        return [_ignored(dedupe_key, reason, header)]
     try:
-        content = json.loads(message.content)
-        if not isinstance(content, dict):
-            raise _Unreadable("the message content is not a JSON object")
-        raw_text, attachments = reader(content, message.message_id)
-    except ValueError:
-        return [_ignored(dedupe_key, "the message content is not JSON", header)]
-    except _Unreadable as exc:
+        raw_text, attachments = _read(event)
+    except _UnreadableError as exc:
         return [_ignored(dedupe_key, str(exc), header)]
 
     config = settings.config

@@ -27,9 +27,9 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from connectors.base import (
     ConnectorSettings,
@@ -44,6 +44,9 @@ from connectors.base import (
     SentMessage,
     Verified,
 )
+
+if TYPE_CHECKING:
+    from connectors.base import Adapter
 from connectors.telegram import api
 from connectors.telegram.payloads import ParseContext, parse_update
 from connectors.telegram.text import MAX_MESSAGE_UNITS, split_text, utf16_prefix
@@ -90,7 +93,10 @@ class TelegramConfig(PlatformConfig):
 
 
 class TelegramSecrets(PlatformSecrets):
-    """Secrets of a Telegram connector (kept out of reprs: they end up in logs)."""
+    """Secrets of a Telegram connector, kept out of reprs and validation errors (both end
+    up in logs and API answers)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     bot_token: str = Field(repr=False, description="The token from @BotFather: <bot id>:<key>.")
     webhook_secret: str = Field(
@@ -330,8 +336,9 @@ class TelegramAdapter:
             "text": text,
         }
         try:
-            # Edits are safe to repeat, unlike sends.
-            await api.call(settings, "editMessageText", params, retries=1)
+            # No retries here even though edits are safe to repeat: a 429 must reach the
+            # caller with its retry_after (Telegram puts it in the body, not in a header).
+            await api.call(settings, "editMessageText", params)
         except api.TelegramApiError as exc:
             if not exc.not_modified:
                 raise
@@ -353,3 +360,7 @@ def _stream_text(text: str) -> str:
     """What a streamed message shows of the answer so far: as much as one message holds."""
     shown = utf16_prefix(text, MAX_MESSAGE_UNITS)
     return shown if shown.strip() else ""
+
+
+if TYPE_CHECKING:
+    _CHECK: Adapter = TelegramAdapter()  # mypy proves the class keeps to the contract

@@ -56,6 +56,8 @@ IGNORED_UPDATES: dict[str, str] = {
 # Punctuation that people type right after an @mention ("@bot, what is..."): removed with it.
 _AFTER_MENTION = ",:;，：；"
 _HORIZONTAL_SPACE = " \t\u00a0"
+# What follows a word without a space ("ask @bot?" -> "ask?").
+_CLOSING = "?!.)]}…»\u201d\u2019。！？、"  # the last two: closing curly quotes
 
 _Media = Animation | Audio | Document | Video | Voice
 AttachmentKind = Literal[
@@ -368,7 +370,7 @@ def strip_ranges(text: str, ranges: list[tuple[int, int]]) -> str:
         right = piece.lstrip(_HORIZONTAL_SPACE)
         if right[:1] and right[0] in _AFTER_MENTION:
             right = right[1:].lstrip(_HORIZONTAL_SPACE)
-        same_line = left and right and left[-1] != "\n" and right[0] != "\n"
+        same_line = left and right and left[-1] != "\n" and right[0] not in "\n" + _CLOSING
         result = f"{left} {right}" if same_line else left + right
     return result.strip()
 

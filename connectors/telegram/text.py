@@ -40,13 +40,14 @@ def utf16_index(text: str, offset: int) -> int:
 
 def utf16_prefix(text: str, limit: int = MAX_MESSAGE_UNITS) -> str:
     """The longest prefix of ``text`` that fits in ``limit`` UTF-16 units."""
-    return text[: _fitting_end(text, limit)]
+    return text[: _fitting_end(text, 0, limit)]
 
 
-def _fitting_end(text: str, limit: int) -> int:
+def _fitting_end(text: str, start: int, limit: int) -> int:
+    """The end of the longest run of ``text`` from ``start`` that fits in ``limit`` units."""
     used = 0
-    for index, char in enumerate(text):
-        used += units(char)
+    for index in range(start, len(text)):
+        used += units(text[index])
         if used > limit:
             return index
     return len(text)
@@ -64,43 +65,48 @@ def split_text(text: str, limit: int = MAX_MESSAGE_UNITS) -> list[str]:
     if limit < 2:
         raise ValueError("limit must leave room for a character outside the BMP")
     parts: list[str] = []
-    rest = text
-    while utf16_len(rest) > limit:
-        cut = _cut(rest, _fitting_end(rest, limit))
-        parts.append(rest[:cut])
-        rest = rest[cut:]
-    if rest:
-        parts.append(rest)
+    start = 0
+    remaining = utf16_len(text)
+    visible_end = len(text.rstrip())
+    while remaining > limit:
+        cut = _cut(text, start, _fitting_end(text, start, limit), visible_end)
+        part = text[start:cut]
+        parts.append(part)
+        remaining -= utf16_len(part)
+        start = cut
+    if start < len(text):
+        parts.append(text[start:])
     return parts
 
 
-def _cut(rest: str, end: int) -> int:
-    """Where to end the next part of ``rest``, given that ``rest[:end]`` fits."""
-    floor = end // 2  # a break earlier than this would make needlessly short messages
-    window = rest[:end]
+def _cut(text: str, start: int, end: int, visible_end: int) -> int:
+    """Where the part that starts at ``start`` ends, given that ``text[start:end]`` fits.
+    Always after ``start``, so that every part has at least one character."""
+    # A break earlier than half the room would make needlessly short messages.
+    floor = start + max(1, (end - start) // 2)
     cut = 0
     for separator in ("\n\n", "\n"):
-        at = window.rfind(separator, floor)
+        at = text.rfind(separator, floor - 1, end)
         if at >= 0:
             cut = at + len(separator)
             break
     else:
-        for index in range(end - 1, floor - 1, -1):
-            if window[index].isspace():
+        for index in range(end - 1, floor - 2, -1):
+            if text[index].isspace():
                 cut = index + 1
                 break
     if not cut:
-        cut = _not_inside_a_character(rest, end, floor)
+        cut = _not_inside_a_character(text, end, floor)
     # Telegram refuses a message that is only whitespace: when nothing but whitespace would
     # follow, leave the last visible character for the next part instead.
-    visible_end = len(rest.rstrip())
-    if 0 < visible_end <= cut:
-        cut = _not_inside_a_character(rest, visible_end - 1, 0) or visible_end - 1 or cut
+    if start < visible_end <= cut:
+        cut = max(_not_inside_a_character(text, visible_end - 1, start + 1), start + 1)
     return cut
 
 
 def _not_inside_a_character(text: str, cut: int, floor: int) -> int:
-    """``cut`` moved back while it would separate a character from its modifiers."""
+    """``cut`` moved back (not below ``floor``) while it would separate a character from
+    its modifiers."""
     while cut > floor and cut < len(text) and _clings(text[cut - 1], text[cut]):
         cut -= 1
     return cut

@@ -6,10 +6,13 @@ reconnects gets what was sent while they were away (``resume``) and nothing twic
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import weakref
 from typing import Any, ClassVar
 
-from channels.layers import get_channel_layer
+from channels import DEFAULT_CHANNEL_LAYER
+from channels.layers import channel_layers
 from pydantic import Field
 
 from connectors.base import (
@@ -31,7 +34,7 @@ class WebchatConfig(PlatformConfig):
         default_factory=list,
         description="Sites that may embed the widget (https://example.com); empty: this site only.",
     )
-    idle_timeout_s: int = Field(default=600, ge=30, le=86_400)
+    idle_timeout_s: int = Field(default=600, ge=5, le=86_400)
     session_users: bool = Field(
         default=True, description="Let signed-in users chat without a visitor token."
     )
@@ -48,6 +51,22 @@ def visitor_group(connector_id: int, visitor: str) -> str:
     """The channel-layer group of one visitor's open tabs (names must be short ASCII)."""
     digest = hashlib.sha256(visitor.encode()).hexdigest()[:32]
     return f"webchat.{connector_id}.{digest}"
+
+
+_layers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+
+
+def _loop_layer() -> Any:
+    """A channel layer for the running loop. The process-wide one belongs to the loop that
+    first used it; deliveries run each in a fresh loop (a task calls ``asyncio.run``) and
+    streaming in the run worker's own loop, so each loop gets its layer."""
+    if not channel_layers.configs:
+        return None
+    loop = asyncio.get_running_loop()
+    layer = _layers.get(loop)
+    if layer is None:
+        layer = _layers[loop] = channel_layers.make_backend(DEFAULT_CHANNEL_LAYER)
+    return layer
 
 
 class WebchatAdapter:
@@ -68,7 +87,7 @@ class WebchatAdapter:
         return []
 
     async def _push(self, settings: ConnectorSettings, chat_id: str, event: dict[str, Any]) -> None:
-        layer = get_channel_layer()
+        layer = _loop_layer()
         if layer is not None:
             await layer.group_send(visitor_group(settings.connector_id, chat_id), event)
 

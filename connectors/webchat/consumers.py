@@ -26,10 +26,12 @@ import asyncio
 import contextlib
 import time
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.http.request import validate_host
 
 from connectors import services
 from connectors.models import Connector
@@ -45,13 +47,27 @@ MAX_TEXT = 20_000
 MAX_ID = 100
 
 
-def _connection(connector_id: int, token: str, user: Any) -> tuple[str, WebchatConfig] | int:
+def origin_allowed(origin: str, config: WebchatConfig) -> bool:
+    """No Origin (not a browser), this site, or a site the connector lets embed the widget."""
+    if not origin:
+        return True
+    if origin.rstrip("/") in {allowed.rstrip("/") for allowed in config.allowed_origins}:
+        return True
+    host = urlsplit(origin).netloc
+    return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
+
+
+def _connection(
+    connector_id: int, token: str, user: Any, origin: str
+) -> tuple[str, WebchatConfig] | int:
     """(visitor id, config), or the close code."""
     connector = Connector.objects.filter(pk=connector_id, enabled=True, platform="webchat").first()
     if connector is None:
         return CLOSE_NOT_FOUND
     config = connector_settings(connector).config
     assert isinstance(config, WebchatConfig)  # noqa: S101  (the platform's model)
+    if not origin_allowed(origin, config):
+        return CLOSE_FORBIDDEN
     if token:
         visitor = services.webchat_visitor_of(connector=connector, token=token)
         return (visitor, config) if visitor else CLOSE_UNAUTHORIZED
