@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
@@ -656,18 +657,39 @@ class WorkflowNodeTestApi(_WorkflowApi):
         return Response(result)
 
 
+def _webhook_run_answer(request: Request, run: Run, node_id: str) -> dict[str, Any]:
+    status_url = request.build_absolute_uri(
+        reverse("workflows:workflow-webhook-run", args=[run.workflow_id, node_id, run.pk])
+    )
+    return {
+        "status": run.status,
+        "run": run.pk,
+        "output": run.output,
+        "error": run.error,
+        "status_url": status_url,
+    }
+
+
 class WorkflowWebhookApi(APIView):
     """A webhook trigger's URL: other systems POST signed JSON here (no login; the signature
-    is the authentication). 202 with the run; a repeated delivery answers 200 and starts
-    nothing; refusals answer 4xx/5xx with ``field`` naming what is wrong."""
+    is the authentication). Asynchronous by default: 202 with the run and a ``status_url``
+    (GET it, signed the same way over an empty body). With ``?wait=<seconds>`` (at most 30)
+    the answer waits for the run: 200 with its output once finished, else 202 as above. A
+    repeated delivery answers 200 and starts nothing; refusals answer 4xx/5xx with ``field``
+    naming what is wrong."""
 
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        parameters=[OpenApiParameter("wait", float, description="seconds to wait, 0-30")],
+        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request, pk: str, node_id: str) -> Response:
         workflow = Workflow.objects.filter(pk=pk).first()
         try:
+            wait_s = _wait_seconds(request.query_params.get("wait"))
             if workflow is None:
                 raise WebhookRefusedError(404, "url", "no such workflow")
             run = services.webhook_receive(
@@ -681,7 +703,50 @@ class WorkflowWebhookApi(APIView):
             return Response({"detail": str(exc), "field": exc.field}, status=exc.status)
         if run is None:
             return Response({"status": "duplicate", "run": None}, status=status.HTTP_200_OK)
-        return Response({"status": "started", "run": run.pk}, status=status.HTTP_202_ACCEPTED)
+        if wait_s:
+            run = services.webhook_run_wait(run=run, wait_s=wait_s)
+        answer = _webhook_run_answer(request, run, node_id)
+        finished = run.status in Run.FINISHED
+        return Response(answer, status=status.HTTP_200_OK if finished else status.HTTP_202_ACCEPTED)
+
+
+def _wait_seconds(raw: str | None) -> float:
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        wait_s = float(raw)
+    except ValueError:
+        wait_s = -1.0
+    if not 0 <= wait_s <= services.WEBHOOK_MAX_WAIT_S:
+        raise WebhookRefusedError(
+            400, "wait", f"wait must be seconds from 0 to {services.WEBHOOK_MAX_WAIT_S:g}"
+        )
+    return wait_s
+
+
+class WorkflowWebhookRunApi(APIView):
+    """The status and output of a run a webhook started: GET, signed like the webhook over
+    an empty body (X-Timestamp, X-Signature)."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, pk: str, node_id: str, run_id: str) -> Response:
+        workflow = Workflow.objects.filter(pk=pk).first()
+        try:
+            if workflow is None:
+                raise WebhookRefusedError(404, "url", "no such workflow")
+            run = services.webhook_run_status(
+                workflow=workflow,
+                node_id=node_id,
+                run_id=run_id,
+                timestamp=request.headers.get(TIMESTAMP_HEADER),
+                signature=request.headers.get(SIGNATURE_HEADER),
+            )
+        except WebhookRefusedError as exc:
+            return Response({"detail": str(exc), "field": exc.field}, status=exc.status)
+        return Response(_webhook_run_answer(request, run, node_id))
 
 
 class RunDetailApi(generics.RetrieveAPIView[Run]):

@@ -530,19 +530,10 @@ def message_replay(*, workflow: Workflow, message: ChatMessage, actor: Any) -> R
 WEBHOOK_MAX_BODY_BYTES = 1_000_000
 
 
-def webhook_receive(
-    *,
-    workflow: Workflow,
-    node_id: str,
-    body: bytes,
-    timestamp: str | None,
-    signature: str | None,
-) -> Run | None:
-    """Start a run of the latest published version from its signed webhook trigger.
-
-    Refusals raise :class:`WebhookRefusedError`. A request delivered twice (same signature,
-    hence same body and timestamp) starts one run: the repeat answers None.
-    """
+def _webhook_signing(
+    workflow: Workflow, node_id: str
+) -> tuple[WorkflowVersion, WebhookTriggerConfig, str]:
+    """The published version, trigger config and signing key of a webhook trigger."""
     version = workflow.versions.order_by("-number").first()
     node = next(
         (
@@ -556,10 +547,6 @@ def webhook_receive(
         raise WebhookRefusedError(
             404, "url", "this workflow has no published webhook trigger with that id"
         )
-    if len(body) > WEBHOOK_MAX_BODY_BYTES:
-        raise WebhookRefusedError(
-            413, "body", f"the body is larger than {WEBHOOK_MAX_BODY_BYTES} bytes"
-        )
     config = WebhookTriggerConfig.model_validate(node.get("config", {}))
     key: Any = (
         Credential.objects.filter(name=config.credential).values_list("value", flat=True).first()
@@ -571,9 +558,19 @@ def webhook_receive(
             f"the signing key credential {config.credential!r} is missing: ask the "
             "workflow's owner to create it",
         )
+    return version, config, key.reveal()
+
+
+def _webhook_signature_check(
+    config: WebhookTriggerConfig,
+    key: str,
+    body: bytes,
+    timestamp: str | None,
+    signature: str | None,
+) -> None:
     try:
         signature_check(
-            key=key.reveal(),
+            key=key,
             timestamp=timestamp,
             signature=signature,
             body=body,
@@ -582,6 +579,27 @@ def webhook_receive(
         )
     except SignatureError as exc:
         raise WebhookRefusedError(401, exc.field, str(exc)) from exc
+
+
+def webhook_receive(
+    *,
+    workflow: Workflow,
+    node_id: str,
+    body: bytes,
+    timestamp: str | None,
+    signature: str | None,
+) -> Run | None:
+    """Start a run of the latest published version from its signed webhook trigger.
+
+    Refusals raise :class:`WebhookRefusedError`. A request delivered twice (same signature,
+    hence same body and timestamp) starts one run: the repeat answers None.
+    """
+    version, config, key = _webhook_signing(workflow, node_id)
+    if len(body) > WEBHOOK_MAX_BODY_BYTES:
+        raise WebhookRefusedError(
+            413, "body", f"the body is larger than {WEBHOOK_MAX_BODY_BYTES} bytes"
+        )
+    _webhook_signature_check(config, key, body, timestamp, signature)
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -605,6 +623,41 @@ def webhook_receive(
             "received_at": timezone.now().isoformat(),
         },
     )
+
+
+WEBHOOK_MAX_WAIT_S = 30.0
+
+
+def webhook_run_wait(*, run: Run, wait_s: float) -> Run:
+    """Wait up to ``wait_s`` for a webhook's run to finish (the caller asked for the answer
+    in the same request); answers the run as it is then."""
+    deadline = time.monotonic() + min(wait_s, WEBHOOK_MAX_WAIT_S)
+    delay = 0.02
+    while run.status not in Run.FINISHED and time.monotonic() < deadline:
+        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+        delay = min(delay * 1.5, 0.25)
+        run.refresh_from_db(fields=["status", "output", "error", "finished_at"])
+    return run
+
+
+def webhook_run_status(
+    *,
+    workflow: Workflow,
+    node_id: str,
+    run_id: str,
+    timestamp: str | None,
+    signature: str | None,
+) -> Run:
+    """A run a webhook started, for its caller: signed like the webhook itself, over an
+    empty body (there is no login)."""
+    _version, config, key = _webhook_signing(workflow, node_id)
+    _webhook_signature_check(config, key, b"", timestamp, signature)
+    run = Run.objects.filter(
+        pk=run_id, workflow=workflow, trigger_kind="webhook", trigger_node=node_id
+    ).first()
+    if run is None:
+        raise WebhookRefusedError(404, "run", "this webhook started no run with that id")
+    return run
 
 
 def _conversation_memory(run: Run, turns: int) -> dict[str, Any]:

@@ -43,6 +43,11 @@ urlpatterns = [
         name="workflow-webhook",
     ),
     path(
+        "workflows/<uuid:pk>/hooks/<slug:node_id>/runs/<uuid:run_id>/",
+        api.WorkflowWebhookRunApi.as_view(),
+        name="workflow-webhook-run",
+    ),
+    path(
         "workflows/<uuid:pk>/nodes/<slug:node_id>/test/",
         api.WorkflowNodeTestApi.as_view(),
         name="workflow-node-test",

@@ -172,3 +172,79 @@ def test_a_deleted_signing_key_is_reported_not_guessed(workflow: Workflow) -> No
     assert response.status_code == 503
     assert response.json()["field"] == "credential"
     assert "orders-hook" in response.json()["detail"]
+
+
+def _signed_get(url: str, key: str = KEY) -> Any:
+    timestamp = str(int(time.time()))
+    headers = {"X-Timestamp": timestamp, "X-Signature": signature_for(key, timestamp, b"")}
+    return Client().get(url, headers=headers)
+
+
+def test_the_status_url_answers_the_run_s_output_to_signed_requests_only(
+    workflow: Workflow, django_capture_on_commit_callbacks: Any
+) -> None:
+    started = _post(workflow, b'{"order": 7}').json()
+    assert started["status"] == "queued"
+    status_url = started["status_url"]
+    assert status_url.endswith(f"/hooks/hook/runs/{started['run']}/")
+    assert _signed_get(status_url).json()["status"] == "queued"
+    services.run_execute(run_id=started["run"])
+    done = _signed_get(status_url)
+    assert done.status_code == 200
+    assert (done.json()["status"], done.json()["output"]) == ("succeeded", "订单 7")
+    forged = _signed_get(status_url, key="wrong key")
+    assert (forged.status_code, forged.json()["field"]) == (401, "X-Signature")
+    unknown = _signed_get(
+        status_url.replace(started["run"], "00000000-0000-0000-0000-000000000000")
+    )
+    assert (unknown.status_code, unknown.json()["field"]) == (404, "run")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_wait_the_answer_carries_the_run_s_output(
+    workflow: Workflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Executed the moment it is queued, as a worker would pick it up.
+    monkeypatch.setattr(
+        services, "_enqueue_run", lambda run_id: services.run_execute(run_id=str(run_id))
+    )
+    timestamp = str(int(time.time()))
+    body = b'{"order": 9}'
+    response = Client().post(
+        f"/api/workflows/{workflow.pk}/hooks/hook/?wait=10",
+        body,
+        content_type="application/json",
+        headers={"X-Timestamp": timestamp, "X-Signature": signature_for(KEY, timestamp, body)},
+    )
+    assert response.status_code == 200
+    assert (response.json()["status"], response.json()["output"]) == ("succeeded", "订单 9")
+
+
+@pytest.mark.parametrize("wait", ["31", "-1", "soon"])
+def test_a_bad_wait_is_refused_before_anything_starts(workflow: Workflow, wait: str) -> None:
+    timestamp = str(int(time.time()))
+    body = b'{"order": 9}'
+    response = Client().post(
+        f"/api/workflows/{workflow.pk}/hooks/hook/?wait={wait}",
+        body,
+        content_type="application/json",
+        headers={"X-Timestamp": timestamp, "X-Signature": signature_for(KEY, timestamp, body)},
+    )
+    assert (response.status_code, response.json()["field"]) == (400, "wait")
+    assert not Run.objects.filter(workflow=workflow).exists()
+
+
+def test_a_run_that_does_not_finish_within_the_wait_answers_202_with_the_status_url(
+    workflow: Workflow, django_capture_on_commit_callbacks: Any
+) -> None:
+    timestamp = str(int(time.time()))
+    body = b'{"order": 3}'
+    response = Client().post(
+        f"/api/workflows/{workflow.pk}/hooks/hook/?wait=0.3",
+        body,
+        content_type="application/json",
+        headers={"X-Timestamp": timestamp, "X-Signature": signature_for(KEY, timestamp, body)},
+    )
+    assert response.status_code == 202
+    assert response.json()["status"] == "queued"
+    assert response.json()["status_url"]

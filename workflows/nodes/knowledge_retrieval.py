@@ -114,7 +114,8 @@ class SearchFilters(BaseModel):
         min_length=1,
         max_length=len(FILE_TYPES),
         title="File types",
-        description="Only documents of these types: " + ", ".join(FILE_TYPES) + ".",
+        description="Only documents of these types: " + ", ".join(FILE_TYPES) + " (or their "
+        "file extensions, such as .md or txt).",
     )
     heading_prefix: str | None = Field(
         default=None,
