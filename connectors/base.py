@@ -38,9 +38,10 @@ class PlatformConfig(BaseModel):
 
 
 class PlatformSecrets(BaseModel):
-    """A platform's secrets (encrypted on the connector, write-only in the API and admin)."""
+    """A platform's secrets (encrypted on the connector, write-only in the API and admin).
+    Validation errors never show the value they refused: they end up in logs and answers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 @dataclass(frozen=True)
@@ -157,18 +158,29 @@ class SentMessage:
     handle: dict[str, Any] = field(default_factory=dict)
 
 
+FailureScope = Literal["connector", "chat", "message"]
+
+
 class DeliveryError(Exception):
-    """A send or edit that did not happen. ``permanent``: repeating cannot help (blocked by
-    the user, bot removed from the group, bad credentials); otherwise retry, not before
-    ``retry_after_s`` when the platform said so (429)."""
+    """A send or edit that did not happen. ``permanent``: repeating cannot help; otherwise
+    retry, not before ``retry_after_s`` when the platform said so (429). ``scope`` says what
+    a permanent failure concerns: the whole ``connector`` (bad credentials, a missing
+    permission scope: shown on the connector for an administrator), one ``chat`` (the user
+    blocked the bot, the bot left the group) or one ``message`` (refused content)."""
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after_s: float | None = None,
+        scope: FailureScope = "connector",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.retry_after_s = retry_after_s
+        self.scope = scope
 
 
 class Adapter(Protocol):

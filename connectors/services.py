@@ -129,9 +129,9 @@ def connector_delete(*, connector: Connector) -> None:
         connector.delete()
 
 
-def connector_disable_for_error(*, connector_id: int, message: str) -> None:
-    """Record a permanent platform error (bad credentials...) on the connector, for the
-    admin's list; the connector stays enabled so that fixing the credentials is enough."""
+def connector_error_record(*, connector_id: int, message: str) -> None:
+    """Record a permanent platform error of the connector's setup (bad credentials, a
+    missing scope) for the admin's list; it stays enabled, so fixing the setup is enough."""
     Connector.objects.filter(pk=connector_id).update(
         last_error=message[:2000], last_error_at=timezone.now()
     )
@@ -588,8 +588,8 @@ def _delivery_attempt(delivery: Delivery) -> bool:
             delivery.next_attempt_at = None
             delivery.save(update_fields=["attempts", "last_error", "status", "next_attempt_at"])
             CONNECTOR_DELIVERIES.labels(*labels, "dead").inc()
-            if exc.permanent:
-                connector_disable_for_error(connector_id=connector.pk, message=exc.message)
+            if exc.permanent and exc.scope == "connector":
+                connector_error_record(connector_id=connector.pk, message=exc.message)
             logger.warning(
                 "reply %s to chat %s is a dead letter: %s",
                 delivery.idempotency_key,

@@ -31,6 +31,7 @@ from assistant_site import http
 from connectors.base import (
     ConnectorSettings,
     DeliveryError,
+    FailureScope,
     InboundItem,
     InboundRequest,
     OutboundMessage,
@@ -85,6 +86,15 @@ PERMANENT_HINTS: dict[int, str] = {
     99991672: "the app lacks a permission scope: grant im:message:send_as_bot (and "
     "im:message, im:message:update for streaming) under Permissions & Scopes, then publish "
     "a new version",
+}
+# Permanent refusals that concern one chat or one message, not the connector's setup.
+MESSAGE_CODES: dict[int, FailureScope] = {
+    230001: "message",
+    230011: "message",
+    230025: "message",
+    230099: "message",
+    230002: "chat",
+    230013: "chat",
 }
 CARD_PLACEHOLDER = "…"
 
@@ -219,7 +229,8 @@ def _failure(response: http.HttpResponse, what: str) -> DeliveryError:
             permanent=True,
         )
     hint = PERMANENT_HINTS.get(code)
-    return DeliveryError(f"{detail}" + (f"; {hint}" if hint else ""), permanent=True)
+    scope = MESSAGE_CODES.get(code, "connector")
+    return DeliveryError(f"{detail}" + (f"; {hint}" if hint else ""), permanent=True, scope=scope)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -13,7 +13,13 @@ as several, cut at paragraph, line or word boundaries, with no character lost.
 
 Streaming edits one message (sendMessage, then editMessageText at most every
 ``edit_interval_s``) and, at the end, edits it to the first part of the final split and
-sends the rest as new messages.
+sends the rest as new messages. If the user deleted the streamed message (or it became too
+old to edit), the final answer goes out as new messages.
+
+``SentMessage.handle`` (JSON, for the caller to keep between calls): ``chat_id``,
+``message_id`` (the first message, which edits go to), ``thread_id``, ``shown`` (a digest
+of the text it shows, to skip identical edits without storing the answer twice), ``gone``
+(it can no longer be edited) and ``migrated_to_chat_id``.
 
 Chat migration: when a group becomes a supergroup, Telegram answers 400 with
 ``migrate_to_chat_id``; sends and typing go once more to the new chat. The caller learns
@@ -24,6 +30,7 @@ and should store it for the conversation.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -70,8 +77,8 @@ class TelegramConfig(PlatformConfig):
     bot_id: int | None = Field(
         default=None,
         gt=0,
-        description="The bot's user id (the digits before ':' in its token): recognises "
-        "replies to the bot and mentions by name.",
+        description="The bot's user id: recognises replies to the bot and mentions by "
+        "name. Empty: the digits before ':' in its token, which are that id.",
     )
     mode: Literal["webhook", "polling"] = Field(
         default="webhook",
@@ -185,7 +192,7 @@ class TelegramAdapter:
         context = ParseContext(
             channel=f"connector:{settings.connector_id}",
             bot_username=config.bot_username,
-            bot_id=config.bot_id,
+            bot_id=config.bot_id if config.bot_id is not None else _token_bot_id(settings),
         )
         return parse_update(payload, context)
 
@@ -214,7 +221,7 @@ class TelegramAdapter:
         message already shows that text; "message is not modified" counts as done."""
         shown = _stream_text(text)
         handle = sent.handle
-        if not shown or shown == handle.get("text") or handle.get("gone"):
+        if not shown or _digest(shown) == handle.get("shown") or handle.get("gone"):
             return sent
         try:
             await self._edit(settings, handle, shown)
@@ -223,7 +230,7 @@ class TelegramAdapter:
                 raise
             # Deleted by the user, or too old: stop editing; stream_finish sends new messages.
             return SentMessage(sent.message_ids, {**handle, "gone": True})
-        return SentMessage(sent.message_ids, {**handle, "text": shown})
+        return SentMessage(sent.message_ids, {**handle, "shown": _digest(shown)})
 
     async def stream_finish(
         self, settings: ConnectorSettings, sent: SentMessage, text: str
@@ -237,14 +244,14 @@ class TelegramAdapter:
         )
         if handle.get("gone"):
             return await self._send_parts(settings, target, parts, reply=False)
-        if parts[0] != handle.get("text"):
+        if _digest(parts[0]) != handle.get("shown"):
             try:
                 await self._edit(settings, handle, parts[0])
             except api.TelegramApiError as exc:
                 if not exc.edit_impossible:
                     raise
                 return await self._send_parts(settings, target, parts, reply=False)
-        done = SentMessage([first_id], {**handle, "text": parts[0]})
+        done = SentMessage([first_id], {**handle, "shown": _digest(parts[0])})
         if len(parts) == 1:
             return done
         rest = await self._send_parts(settings, target, parts[1:], reply=False, before=done)
@@ -291,7 +298,9 @@ class TelegramAdapter:
         """sendMessage per part (``reply``: the first answers ``target.message_id``). The
         handle names the first message sent, for edits, and a migrated chat's new id."""
         if not target.chat_id:
-            raise DeliveryError("no chat to send to (the reply target has no chat id)")
+            raise DeliveryError(
+                "no chat to send to (the reply target has no chat id)", permanent=True
+            )
         chat_id = api.chat_id_param(target.chat_id)
         ids: list[str] = []
         handle: dict[str, Any] = {"chat_id": target.chat_id, "thread_id": target.thread_id}
@@ -320,7 +329,7 @@ class TelegramAdapter:
             message_id = str(result.get("message_id", "")) if isinstance(result, dict) else ""
             ids.append(message_id)
             if index == 0:
-                handle.update(message_id=message_id, text=part)
+                handle.update(message_id=message_id, shown=_digest(part))
         return SentMessage(ids, handle)
 
     async def _edit(self, settings: ConnectorSettings, handle: dict[str, Any], text: str) -> None:
@@ -354,6 +363,18 @@ def _parts(text: str) -> list[str]:
             "the reply is empty: Telegram cannot send an empty message", permanent=True
         )
     return parts
+
+
+def _token_bot_id(settings: ConnectorSettings) -> int | None:
+    """A bot's token starts with its user id ("123456789:AA..."): the id, when not set."""
+    head = str(getattr(settings.secrets, "bot_token", "")).partition(":")[0]
+    return int(head) if head.isdigit() else None
+
+
+def _digest(text: str) -> str:
+    """What the handle keeps of the text a message shows: enough to skip an edit to the same
+    text, without storing a copy of the answer wherever the handle is persisted."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def _stream_text(text: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from assistant_site import http
-from connectors.base import ConnectorSettings, DeliveryError, SentMessage
+from connectors.base import ConnectorSettings, DeliveryError, FailureScope, SentMessage
 from connectors.telegram.payloads import ApiResponse, BotInfo, ResponseParameters, WebhookInfo
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -60,8 +60,9 @@ class TelegramApiError(DeliveryError):
         permanent: bool = False,
         retry_after_s: float | None = None,
         migrate_to_chat_id: int | None = None,
+        scope: FailureScope = "connector",
     ) -> None:
-        super().__init__(message, permanent=permanent, retry_after_s=retry_after_s)
+        super().__init__(message, permanent=permanent, retry_after_s=retry_after_s, scope=scope)
         self.method = method
         self.error_code = error_code
         self.description = description
@@ -182,11 +183,17 @@ def api_error(
             f"{said}: the group is now the supergroup {parameters.migrate_to_chat_id}",
             permanent=True,
             migrate_to_chat_id=parameters.migrate_to_chat_id,
+            scope="chat",
         )
     if code >= 500:
         return error(said)
     hint = _WHAT_TO_FIX.get(code, "").format(base_url=settings.api_base_url)
-    return error(f"{said}{hint}", permanent=True)
+    # 401/404: the token or the server is wrong for every chat; 403: this chat refuses the
+    # bot; any other 400: this request (its text, its target message).
+    scope: FailureScope = (
+        "connector" if code in {401, 404} else "chat" if code == 403 else "message"
+    )
+    return error(f"{said}{hint}", permanent=True, scope=scope)
 
 
 _WHAT_TO_FIX = {

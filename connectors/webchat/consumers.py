@@ -85,7 +85,7 @@ def _origin_of(scope: dict[str, Any]) -> str:
 
 def _token_of(scope: dict[str, Any]) -> str:
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    return (query.get("token") or [""])[0]
+    return str((query.get("token") or [""])[0])
 
 
 class WebchatConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
