@@ -92,6 +92,7 @@ ROLES: tuple[Role, ...] = (
             "workflows.view_modelendpoint",
             "connectors.view_connector",
             "connectors.change_connector",
+            "connectors.use_connector",
             "django_celery_beat.view_periodictask",
             "django_celery_beat.change_periodictask",
         ),

@@ -5,6 +5,7 @@ and duplicate nothing, and the refusals."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,13 +26,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _token(connector: Connector, previous: str = "", origin: str = "") -> Any:
-    headers = {"HTTP_ORIGIN": origin} if origin else {}
     body = {"token": previous} if previous else {}
     return Client().post(
         f"/connectors/{connector.pk}/webchat/session",
         body,
         content_type="application/json",
-        **headers,
+        headers={"Origin": origin} if origin else {},
     )
 
 
@@ -86,13 +86,17 @@ def test_a_visitor_gets_the_workflow_s_answer_once_even_when_resending(
         return ready, ack | {"again": again}, reply
 
     ready, ack, reply = asyncio.run(scenario())
-    assert ready["type"] == "ready" and ready["visitor"].startswith("v-")
-    assert ack["duplicate"] is False and ack["again"]["duplicate"] is True
-    assert reply["text"] == "re: 你好" and reply["reply_to"] == "m-1"
+    assert ready["type"] == "ready"
+    assert ready["visitor"].startswith("v-")
+    assert ack["duplicate"] is False
+    assert ack["again"]["duplicate"] is True
+    assert reply["text"] == "re: 你好"
+    assert reply["reply_to"] == "m-1"
     assert InboundEvent.objects.count() == 1
     assert Run.objects.count() == 1
     event = InboundEvent.objects.get()
-    assert event.status == InboundEvent.Status.REPLIED and event.run is not None
+    assert event.status == InboundEvent.Status.REPLIED
+    assert event.run is not None
     delivery = Delivery.objects.get()
     assert (delivery.status, delivery.run_id, delivery.event_id) == ("sent", event.run.pk, event.pk)
 
@@ -134,7 +138,8 @@ def test_replies_sent_while_disconnected_arrive_on_resume_and_only_once(
     assert [m["text"] for m in live] == ["re: second"]
     # The returning visitor kept their conversation: one conversation, four messages.
     run = Run.objects.order_by("-created_at").first()
-    assert run is not None and run.conversation is not None
+    assert run is not None
+    assert run.conversation is not None
     assert run.conversation.messages.count() == 4
 
 
@@ -170,7 +175,7 @@ def test_tokens_stream_into_the_widget_and_the_final_message_replaces_them(
         streamed, final = asyncio.run(scenario())
     assert len(streamed) >= 2
     texts = [event["text"] for event in streamed]
-    assert all(later.startswith(earlier) for earlier, later in zip(texts, texts[1:], strict=False))
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
     assert final["text"] == "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。"
     assert {event["id"] for event in streamed} == {final["id"]}
     assert Delivery.objects.get().message_ids == [final["id"]]
