@@ -77,6 +77,8 @@ class Connector(OwnedModel):
     # Set when the platform refused our credentials for good (ConnectorError permanent).
     last_error = models.TextField(_("last error"), blank=True)
     last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+    # Telegram long polling: the next update id to ask for (the highest handled + 1).
+    poll_offset = models.BigIntegerField(_("polling offset"), null=True, blank=True, editable=False)
     webhook_url = models.URLField(
         _("registered webhook URL"),
         blank=True,

@@ -23,6 +23,7 @@ import functools
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
@@ -159,6 +160,27 @@ def telegram_webhook_set(*, connector: Connector, actor: Any, remove: bool = Fal
         )
     connector.webhook_url = url
     return url
+
+
+def polled_update_store(*, connector_id: int, update: dict[str, Any]) -> None:
+    """Store an update that long polling fetched (already authenticated by our own call to
+    the platform), exactly like one pushed to the callback URL."""
+    event_receive(
+        connector_id=connector_id,
+        request=InboundRequest(body=b"", headers={}, received_at=time.time()),
+        payload=update,
+    )
+
+
+def poll_offset_get(*, connector_id: int) -> int | None:
+    offset: int | None = (
+        Connector.objects.filter(pk=connector_id).values_list("poll_offset", flat=True).first()
+    )
+    return offset
+
+
+def poll_offset_set(*, connector_id: int, offset: int) -> None:
+    Connector.objects.filter(pk=connector_id).update(poll_offset=offset)
 
 
 # --- inbound events -------------------------------------------------------------------------

@@ -62,6 +62,8 @@ if [ -n "${REDIS_URL:-}" ]; then
     start ingest .venv/bin/celery -A assistant_site worker -Q ingest -c 1 \
         -n "ingest@%h" --loglevel INFO
     start beat .venv/bin/celery -A assistant_site beat --loglevel INFO
+    # Telegram connectors in polling mode (idle while there are none).
+    start poll .venv/bin/python manage.py connectors_poll
 else
     echo "WARNING: REDIS_URL is not set: no Celery worker or beat; tasks run in the web process" >&2
 fi

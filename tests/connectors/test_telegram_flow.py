@@ -254,3 +254,25 @@ def test_the_answer_streams_into_one_message_while_a_slow_model_writes_it(
     assert any(action == "typing" for _chat, action in telegram.actions())
     assert InboundEvent.objects.count() == 1
     assert Run.objects.count() == 1
+
+
+def test_a_polling_bot_fetches_updates_stores_them_once_and_answers(
+    bot: Connector, telegram: TelegramDouble, worker: None
+) -> None:
+    from django.core.management import call_command
+
+    bot.config = {**bot.config, "mode": "polling"}
+    bot.save()
+    telegram.enqueue(update("private_text", update_id=900))
+    telegram.enqueue(update("private_text", update_id=901, text="second", message_id=43))
+    call_command("connectors_poll", "--once")
+    bot.refresh_from_db()
+    assert bot.poll_offset == 902  # confirmed: Telegram forgets them at the next poll
+    assert sorted(InboundEvent.objects.values_list("dedupe_key", flat=True)) == [
+        "update:900",
+        "update:901",
+    ]
+    wait_for(lambda: len(telegram.messages(ALICE)) == 2)
+    call_command("connectors_poll", "--once")  # nothing new
+    assert InboundEvent.objects.count() == 2
+    assert telegram.calls_to("getUpdates")[-1].params["offset"] == 902
