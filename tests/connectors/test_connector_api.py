@@ -269,3 +269,28 @@ def test_a_refused_webhook_registration_says_why(
     assert response.status_code == 502
     assert "HTTPS url must be provided" in response.json()["detail"]
     assert Connector.objects.get(pk=pk).webhook_url == ""
+
+
+@pytest.mark.django_db
+def test_the_telegram_webhook_command_sets_shows_and_removes_the_webhook(
+    admin_api: Client, workflow: Any, settings: Any
+) -> None:
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    settings.OUTBOUND_HTTP_ALLOWED_HOSTS = ["127.0.0.1"]
+    settings.SITE_URL = "https://assistant.example.com"
+    with TelegramDouble() as telegram:
+        pk = create(admin_api, telegram_body(workflow, api_base_url=telegram.url)).json()["id"]
+        out = StringIO()
+        call_command("telegram_webhook", "help-desk", stdout=out)
+        assert f"/connectors/{pk}/events" in out.getvalue()
+        assert telegram.webhook()["secret_token"] == "s3cret-value"
+        info = StringIO()
+        call_command("telegram_webhook", str(pk), "--info", stdout=info)
+        assert f"url: https://assistant.example.com/connectors/{pk}/events" in info.getvalue()
+        call_command("telegram_webhook", str(pk), "--remove", stdout=StringIO())
+        assert telegram.webhook()["url"] == ""
+    with pytest.raises(CommandError, match="no connector"):
+        call_command("telegram_webhook", "nobody")
