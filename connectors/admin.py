@@ -5,6 +5,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -88,7 +89,28 @@ class ConnectorAdmin(GuardedAdmin[Connector]):
         "created_at",
         "updated_at",
     )
-    actions = ("register_webhook", "remove_webhook")
+    actions = ("identify", "register_webhook", "remove_webhook")
+
+    @admin.action(description=_("Read the bot's identity from the platform (open_id, username)"))
+    def identify(self, request: HttpRequest, queryset: QuerySet[Connector]) -> None:
+        for connector in queryset:
+            if not user_can(request.user, "change", connector):
+                continue
+            try:
+                services.connector_identify(connector=connector)
+            except (DeliveryError, OutboundHttpError, ValueError, DjangoValidationError) as exc:
+                self.message_user(
+                    request,
+                    _("%(name)s: %(error)s") % {"name": connector.name, "error": exc},
+                    messages.ERROR,
+                )
+                continue
+            self.message_user(
+                request,
+                _("%(name)s: settings now %(config)s")
+                % {"name": connector.name, "config": connector.config},
+                messages.SUCCESS,
+            )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         # The generic "Stored secrets" line reveals the whole JSON; ours lists names only.

@@ -195,6 +195,27 @@ class ConnectorWebhookApi(_ConnectorApi):
         return Response(ConnectorOutputSerializer(connector).data)
 
 
+class ConnectorIdentifyApi(_ConnectorApi):
+    """Ask the platform who the bot is and store it in the config (Feishu: ``bot_open_id``,
+    which recognises @-mentions; Telegram: ``bot_username`` and ``bot_id``)."""
+
+    object_action = "change"
+
+    @extend_schema(request=None, responses=ConnectorOutputSerializer)
+    def post(self, request: Request, pk: int) -> Response:
+        connector = self.get_object()
+        if connector.platform not in {"feishu", "telegram"}:
+            raise ValidationError({"platform": ["only Feishu and Telegram bots have an identity"]})
+        try:
+            connector = _saved(services.connector_identify, connector=connector)
+        except (DeliveryError, OutboundHttpError) as exc:
+            return Response(
+                {"detail": f"the platform refused: {exc}", "field": "secrets"},
+                status=status.HTTP_502_BAD_GATEWAY,
+            )
+        return Response(ConnectorOutputSerializer(connector).data)
+
+
 # --- events and deliveries --------------------------------------------------------------------
 
 

@@ -15,6 +15,11 @@ urlpatterns = [
     path(
         "connectors/<int:pk>/webhook/", api.ConnectorWebhookApi.as_view(), name="connector-webhook"
     ),
+    path(
+        "connectors/<int:pk>/identify/",
+        api.ConnectorIdentifyApi.as_view(),
+        name="connector-identify",
+    ),
     path("connector-events/", api.InboundEventListApi.as_view(), name="event-list"),
     path("connector-events/<int:pk>/", api.InboundEventDetailApi.as_view(), name="event-detail"),
     path(

@@ -138,6 +138,25 @@ def connector_error_record(*, connector_id: int, message: str) -> None:
     )
 
 
+def connector_identify(*, connector: Connector) -> Connector:
+    """Ask the platform who the bot is and store it in the config: Feishu's bot open_id
+    (how @-mentions of the bot are recognised), Telegram's username and id."""
+    current = connector_settings(connector)
+    if connector.platform == "feishu":
+        from connectors.feishu.adapter import FeishuAdapter
+
+        bot = run_async(FeishuAdapter().bot_identity(current))
+        found: dict[str, Any] = {"bot_open_id": bot["open_id"]}
+    elif connector.platform == "telegram":
+        from connectors.telegram import api as telegram_api
+
+        me = run_async(telegram_api.get_me(current))
+        found = {"bot_username": me.username, "bot_id": me.id}
+    else:
+        raise ValueError(f"{connector.platform} connectors have no bot identity to read")
+    return connector_update(connector=connector, data={"config": {**connector.config, **found}})
+
+
 def telegram_webhook_set(*, connector: Connector, actor: Any, remove: bool = False) -> str:
     """Register (or remove) the connector's callback URL with Telegram; audited."""
     from connectors.telegram import api as telegram_api

@@ -294,3 +294,51 @@ def test_the_telegram_webhook_command_sets_shows_and_removes_the_webhook(
         assert telegram.webhook()["url"] == ""
     with pytest.raises(CommandError, match="no connector"):
         call_command("telegram_webhook", "nobody")
+
+
+@pytest.mark.django_db
+def test_identify_reads_the_bot_s_username_and_id_from_telegram(
+    admin_api: Client, workflow: Any, settings: Any
+) -> None:
+    settings.OUTBOUND_HTTP_ALLOWED_HOSTS = ["127.0.0.1"]
+    with TelegramDouble() as telegram:
+        body = telegram_body(
+            workflow, api_base_url=telegram.url, config={"bot_username": "placeholder_bot"}
+        )
+        pk = create(admin_api, body).json()["id"]
+        response = admin_api.post(f"/api/connectors/{pk}/identify/")
+    assert response.status_code == 200, response.json()
+    assert response.json()["config"]["bot_username"] == DEFAULT_USERNAME
+    assert response.json()["config"]["bot_id"] == int(TOKEN.split(":")[0])
+
+
+@pytest.mark.django_db
+def test_identify_reads_the_feishu_bot_s_open_id(
+    admin_api: Client, workflow: Any, settings: Any
+) -> None:
+    from connectors.feishu.adapter import forget_tokens
+    from tests.doubles.feishu_server import FeishuDouble
+
+    settings.OUTBOUND_HTTP_ALLOWED_HOSTS = ["127.0.0.1"]
+    forget_tokens()
+    with FeishuDouble() as feishu:
+        body = {
+            "name": "feishu-bot",
+            "platform": "feishu",
+            "workflow": str(workflow.pk),
+            "api_base_url": feishu.base_url,
+            "config": {"app_id": feishu.app_id, "bot_open_id": ""},
+            "secrets": {"app_secret": feishu.app_secret, "verification_token": "t"},
+        }
+        pk = create(admin_api, body).json()["id"]
+        response = admin_api.post(f"/api/connectors/{pk}/identify/")
+        wrong = create(
+            admin_api,
+            {**body, "name": "wrong", "config": {"app_id": "cli_unknownapp", "bot_open_id": ""}},
+        )
+        refused = admin_api.post(f"/api/connectors/{wrong.json()['id']}/identify/")
+    forget_tokens()
+    assert response.status_code == 200, response.json()
+    assert response.json()["config"]["bot_open_id"] == feishu.bot_open_id
+    assert refused.status_code == 502
+    assert refused.json()["field"] == "secrets"
