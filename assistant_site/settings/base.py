@@ -362,4 +362,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Four models have a `status`; each gets its own enum name in the schema.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "workflows.models.Run.Status",
+        "DocumentStatusEnum": "knowledge.models.Document.Status",
+        "InboundEventStatusEnum": "connectors.models.InboundEvent.Status",
+        "DeliveryStatusEnum": "connectors.models.Delivery.Status",
+    },
 }

@@ -108,6 +108,7 @@ def test_the_matrix_covers_every_workflow_endpoint() -> None:
         "endpoint-probe",
         # Signed, not logged in: tests/workflows/test_webhooks.py.
         "workflow-webhook",
+        "workflow-webhook-run",
         # tests/workflows/test_credential_api.py.
         "credential-list",
         "credential-create",

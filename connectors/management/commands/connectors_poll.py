@@ -10,7 +10,7 @@ import logging
 import signal
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.core.management.base import BaseCommand
 
 from connectors import services
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         # once the connector is edited.
         failed: dict[int, Any] = {}
         while True:
-            wanted = await sync_to_async(_polling_connectors)()
+            wanted = await database_sync_to_async(_polling_connectors)()
             for pk, (version, stop, task) in list(running.items()):
                 if task.done():
                     failed[pk] = version
@@ -92,13 +92,15 @@ class Command(BaseCommand):
     @staticmethod
     def _poller(pk: int, settings: Any, stop: asyncio.Event, *, timeout_s: int) -> TelegramPoller:
         async def handle(update: dict[str, Any]) -> None:
-            await sync_to_async(services.polled_update_store)(connector_id=pk, update=update)
+            await database_sync_to_async(services.polled_update_store)(
+                connector_id=pk, update=update
+            )
 
         return TelegramPoller(
             settings,
             handle,
-            get_offset=sync_to_async(lambda: services.poll_offset_get(connector_id=pk)),
-            set_offset=sync_to_async(
+            get_offset=database_sync_to_async(lambda: services.poll_offset_get(connector_id=pk)),
+            set_offset=database_sync_to_async(
                 lambda offset: services.poll_offset_set(connector_id=pk, offset=offset)
             ),
             stop=stop,
@@ -111,6 +113,6 @@ class Command(BaseCommand):
             await poller.run()
         except Exception as exc:  # a revoked token: recorded; polling resumes when edited
             logger.exception("polling connector %s stopped", pk)
-            await sync_to_async(services.connector_error_record)(
+            await database_sync_to_async(services.connector_error_record)(
                 connector_id=pk, message=f"polling stopped: {exc}"
             )
