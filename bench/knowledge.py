@@ -25,12 +25,24 @@ end. Everything happens in this process, through ``knowledge.services`` and
 Prints the date, machine, command and one Markdown table on stdout; progress on stderr.
 
     .venv/bin/python bench/knowledge.py [--documents 12] [--pages 5] [--queries 200] [--large]
+
+``--pdf-memory`` measures something else, instead of the above: the memory of an ingest worker
+while it ingests one large PDF. The script generates a PDF of ``--pdf-pages`` (200) A4 pages
+of mixed Chinese and English text (``--pdf-page-chars``, 1,800 characters a page, in a CJK
+font), uploads it, and has a fresh Python process (as a Celery prefork child is: Django set
+up, the `ingest` task imported) run ``document_ingest_task`` on it, the local model loaded
+first as a worker that has ingested before would have it. That process samples its own
+resident set (``VmRSS``) every 20 ms, by ingestion phase, and reports its peak (``VmHWM``).
+
+    .venv/bin/python bench/knowledge.py --pdf-memory [--pdf-pages 200] [--pdf-page-chars 1800]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import json
 import math
 import os
 import platform
@@ -42,6 +54,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -486,6 +499,232 @@ def retrieval(user: Any, gen: TextGen, chroma_url: str, chunks: int, queries: in
     return Retrieval(chunks, load_s, first_keyword_s, latencies)
 
 
+# --- worker memory while ingesting a large PDF -------------------------------------------
+
+PDF_FONT = "STSong-Light"  # a CID font reportlab ships: CJK text without a font file
+PDF_MARGIN = 56.0
+PDF_LINE_WIDTH = 595.0 - 2 * PDF_MARGIN  # A4 width in points
+PDF_BODY_SIZE = 10.0
+PDF_LEADING = 14.0
+SAMPLE_INTERVAL_S = 0.02
+
+
+def _wrapped(text: str, width: float, size: float) -> Iterator[str]:
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    line, used = "", 0.0
+    for char in text:
+        char_width = stringWidth(char, PDF_FONT, size)
+        if used + char_width > width and line:
+            yield line
+            line, used = "", 0.0
+        line += char
+        used += char_width
+    if line:
+        yield line
+
+
+def pdf_document(gen: TextGen, pages: int, chars_per_page: int) -> tuple[bytes, int]:
+    """A PDF of ``pages`` A4 pages, each a heading and about ``chars_per_page`` characters of
+    generated paragraphs, and the number of characters drawn."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfgen import canvas
+
+    pdfmetrics.registerFont(UnicodeCIDFont(PDF_FONT))
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4)
+    drawn = 0
+    for number in range(1, pages + 1):
+        heading = f"第 {number} 章 {gen.rng.choice(ZH_WORDS)} {gen.rng.choice(EN_WORDS)}"
+        pdf.setFont(PDF_FONT, 14)
+        pdf.drawString(PDF_MARGIN, A4[1] - PDF_MARGIN, heading)
+        pdf.setFont(PDF_FONT, PDF_BODY_SIZE)
+        y = A4[1] - PDF_MARGIN - 2 * PDF_LEADING
+        size = 0
+        while size < chars_per_page and y > PDF_MARGIN:
+            text, _terms = gen.paragraph(min(400, chars_per_page - size))
+            for line in _wrapped(text, PDF_LINE_WIDTH, PDF_BODY_SIZE):
+                if y <= PDF_MARGIN:
+                    break
+                pdf.drawString(PDF_MARGIN, y, line)
+                y -= PDF_LEADING
+                size += len(line)
+            y -= PDF_LEADING / 2  # paragraph gap
+        drawn += len(heading) + size
+        pdf.showPage()
+    pdf.save()
+    return buffer.getvalue(), drawn
+
+
+def _status_kib(*fields: str) -> dict[str, int]:
+    values = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in fields:
+            values[name] = int(rest.split()[0])
+    return values
+
+
+class RssSampler:
+    """Samples this process's resident set on a thread; the peak per phase, in KiB."""
+
+    def __init__(self) -> None:
+        self.phase = "start"
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def sample(self) -> int:
+        rss = _status_kib("VmRSS")["VmRSS"]
+        self.peaks[self.phase] = max(rss, self.peaks.get(self.phase, 0))
+        return rss
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            self.sample()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def pdf_memory_worker(document_id: str) -> int:
+    """The measured process: what a prefork worker child does with one document."""
+    sampler = RssSampler()
+    sampler.start()
+    started_kib = sampler.sample()
+    import django
+
+    django.setup()
+    from knowledge import services
+    from knowledge.models import Document
+    from knowledge.tasks import document_ingest_task
+
+    sampler.phase = "django"
+    django_kib = sampler.sample()
+    base = Document.objects.select_related("knowledge_base").get(pk=document_id).knowledge_base
+    sampler.phase = "model load"
+    services.embedder_for(base).embed_query("warm up")
+    ready_kib = sampler.sample()
+    original_status = services._status
+
+    def status(document: Any, value: str, **fields: Any) -> None:
+        sampler.phase = value
+        original_status(document, value, **fields)
+
+    start = time.perf_counter()
+    with patched(services, "_status", status):
+        document_ingest_task.apply(args=(document_id,), throw=True)
+    ingest_s = time.perf_counter() - start
+    sampler.stop()
+    final = _status_kib("VmRSS", "VmHWM")
+    print(
+        json.dumps(
+            {
+                "interpreter_kib": started_kib,
+                "django_kib": django_kib,
+                "ready_kib": ready_kib,
+                "peaks_kib": sampler.peaks,
+                "end_kib": final["VmRSS"],
+                "hwm_kib": final["VmHWM"],
+                "ingest_s": ingest_s,
+            }
+        )
+    )
+    return 0
+
+
+@dataclass(frozen=True)
+class PdfMemory:
+    pages: int
+    pdf_bytes: int
+    chars: int
+    status: str
+    error: str
+    chunks: int
+    parsed_pages: int | None
+    measured: dict[str, Any]
+
+
+def pdf_memory(user: Any, gen: TextGen, pages: int, chars_per_page: int) -> PdfMemory:
+    from django.core.files import File
+
+    from knowledge import services
+    from knowledge.models import Document
+
+    log(f"generating a {pages}-page PDF")
+    data, chars = pdf_document(gen, pages, chars_per_page)
+    log(f"  {len(data) / 1024:,.0f} KiB, {chars:,} characters")
+    base = services.knowledge_base_create(
+        actor=user, data={"name": f"bench pdf memory {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"}
+    )
+    try:
+        document = services.document_upload(
+            base=base,
+            upload=File(io.BytesIO(data), name=f"generated-{pages}-pages.pdf"),
+            actor=user,
+            queue=False,
+        )
+        argv = [sys.executable, str(Path(__file__).resolve()), "--pdf-memory-worker"]
+        log("ingesting in a fresh worker process")
+        output = run_step([*argv, str(document.pk)], dict(os.environ), timeout_s=3600)
+        document = Document.objects.get(pk=document.pk)
+        return PdfMemory(
+            pages=pages,
+            pdf_bytes=len(data),
+            chars=chars,
+            status=document.status,
+            error=document.error,
+            chunks=document.chunk_count,
+            parsed_pages=document.pages,
+            measured=json.loads(output.strip().splitlines()[-1]),
+        )
+    finally:
+        drop_base(base)
+
+
+def pdf_memory_report(result: PdfMemory, *, started: datetime, command: str) -> str:
+    measured = result.measured
+
+    def mib(kib: int) -> str:
+        return f"{kib / 1024:.0f} MiB"
+
+    what = (
+        f"{result.pages}-page generated PDF ({result.pdf_bytes / 1024:,.0f} KiB, "
+        f"{result.chars:,} characters), {result.chunks:,} chunks, {result.status}"
+        + (f": {result.error}" if result.error else "")
+    )
+    lines = [
+        f"- Date: {started:%Y-%m-%d %H:%M} UTC",
+        f"- Machine: {machine_line()}",
+        f"- Command: `{command}`",
+        f"- Document: {what}; pages read: {result.parsed_pages}",
+        "",
+        "| Worker process | RSS |",
+        "|---|--:|",
+        f"| Python started | {mib(measured['interpreter_kib'])} |",
+        f"| Django set up, ingest task imported | {mib(measured['django_kib'])} |",
+        f"| local model loaded (ready to ingest) | {mib(measured['ready_kib'])} |",
+    ]
+    peaks = measured["peaks_kib"]
+    for phase in ("parsing", "splitting", "embedding", "indexed"):
+        if phase in peaks:
+            label = "embedding and indexing" if phase == "embedding" else phase
+            lines.append(f"| peak while {label} | {mib(peaks[phase])} |")
+    lines += [
+        f"| **peak RSS (VmHWM)** | **{mib(measured['hwm_kib'])}** |",
+        f"| after the document (VmRSS) | {mib(measured['end_kib'])} |",
+        f"| ingest time | {measured['ingest_s']:.0f} s |",
+    ]
+    return "\n".join(lines)
+
+
 # --- report -------------------------------------------------------------------------------
 
 
@@ -561,7 +800,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=10_000, help="synthetic retrieval size")
     parser.add_argument("--large", action="store_true", help="also 100k synthetic chunks")
     parser.add_argument("--seed", type=int, help="text generator seed (default: random)")
+    parser.add_argument(
+        "--pdf-memory",
+        action="store_true",
+        help="instead: a worker's memory while it ingests one large generated PDF",
+    )
+    parser.add_argument("--pdf-pages", type=int, default=200, help="pages of that PDF")
+    parser.add_argument(
+        "--pdf-page-chars", type=int, default=PAGE_CHARS, help="characters per PDF page"
+    )
+    parser.add_argument("--pdf-memory-worker", metavar="DOCUMENT_ID", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.pdf_memory_worker:
+        return pdf_memory_worker(args.pdf_memory_worker)
+    if not 1 <= args.pdf_pages <= 2000 or not 100 <= args.pdf_page_chars <= 5000:
+        parser.error("--pdf-pages must be within 1-2000 and --pdf-page-chars within 100-5000")
     if not 1 <= args.documents <= 1000 or not 1 <= args.pages <= 200:
         parser.error("--documents must be within 1-1000 and --pages within 1-200")
     if not 10 <= args.queries <= 5000 or not 100 <= args.chunks <= 200_000:
@@ -581,6 +834,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_step([sys.executable, "scripts/create_database.py", DATABASE_URL], env, 30)
                 run_step([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env)
                 user = setup_django(env)
+                if args.pdf_memory:
+                    result = pdf_memory(user, gen, args.pdf_pages, args.pdf_page_chars)
+                    print(pdf_memory_report(result, started=started, command=command))
+                    return 0
                 ingest = ingestion(user, gen, var_dir / "docs", args.documents, args.pages)
                 sizes = [retrieval(user, gen, chroma_url, args.chunks, args.queries)]
                 if args.large:

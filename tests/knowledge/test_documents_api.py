@@ -84,7 +84,9 @@ def _search(api: Client, base: KnowledgeBase, query: str, **extra: Any) -> list[
         content_type="application/json",
     )
     assert response.status_code == 200, response.content
-    result: list[dict[str, Any]] = response.json()
+    body = response.json()
+    assert (body["reranked"], body["rerank_error"]) == (False, "")
+    result: list[dict[str, Any]] = body["passages"]
     return result
 
 

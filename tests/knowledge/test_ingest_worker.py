@@ -77,7 +77,7 @@ def test_an_upload_is_ingested_by_the_worker_and_watched_live(
         f"/api/knowledge-bases/{base.pk}/search/",
         {"query": "在家怎么访问内部系统"},
         content_type="application/json",
-    ).json()
+    ).json()["passages"]
     assert "VPN" in hits[0]["text"]
 
 

@@ -158,6 +158,23 @@ def test_from_terms_matches_build(policies: KeywordIndex) -> None:
         assert rebuilt.search(query, top_k=4) == policies.search(query, top_k=4)
 
 
+def test_only_restricts_the_ranking_before_top_k(policies: KeywordIndex) -> None:
+    query = "VPN Wi-Fi network password 年假 发票"
+    assert [c for c, _s in policies.search(query, top_k=2)] == ["wifi", "leave"]
+    # The best of the admitted chunks, not the admitted part of the overall best.
+    assert [c for c, _s in policies.search(query, top_k=2, only={"vpn", "expense"})] == [
+        "vpn",
+        "expense",
+    ]
+    restricted = dict(policies.search(query, top_k=4, only=["leave", "expense", "unknown"]))
+    everything = dict(policies.search(query, top_k=4))
+    assert set(restricted) == {"leave", "expense"}
+    # Scores stay those of the whole index.
+    assert all(restricted[c] == everything[c] for c in restricted)
+    assert policies.search(query, top_k=4, only=set()) == []
+    assert policies.search(query, top_k=4, only={"unknown"}) == []
+
+
 # --- reciprocal_rank_fusion --------------------------------------------------------------
 
 

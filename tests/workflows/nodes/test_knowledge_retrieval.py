@@ -16,8 +16,8 @@ from tests.workflows.graphs import edge, node
 from tests.workflows.nodes.helpers import run_node
 from workflows.engine.executor import CompiledWorkflow, NodeStatus, RunStatus
 from workflows.engine.validation import validate_graph
-from workflows.nodes import registry
 from workflows.llm.endpoints import EndpointConfig
+from workflows.nodes import registry
 from workflows.nodes.base import NodeContext, NodeResult
 from workflows.nodes.knowledge_retrieval import (
     KNOWLEDGE_BASE_RESOURCE,
@@ -319,7 +319,7 @@ def test_min_score_leaves_out_weak_passages() -> None:
 def test_passages_a_retriever_should_have_left_out_are_dropped() -> None:
     class Sloppy:
         async def search(
-            self, query: str, *, top_k: int, min_score: float, filters: SearchFilters | None
+            self, query: str, *, top_k: int, min_score: float, filters: SearchFilters | None = None
         ) -> list[Passage]:
             return [Passage(f"p{n}", "d", "Doc", "", n / 10, f"c{n}") for n in range(10)]
 
@@ -429,6 +429,206 @@ def test_a_failing_search_fails_the_node_naming_the_base() -> None:
     )
 
 
+# --- filters -----------------------------------------------------------------------------------
+
+
+def test_filters_are_normalised() -> None:
+    doc = uuid.uuid4()
+    config = KnowledgeRetrievalConfig.model_validate(
+        {
+            "knowledge_base_ids": [1],
+            "filters": {
+                "document_ids": [str(doc), str(doc)],
+                "title_contains": "  handbook ",
+                "file_types": [".PDF", "md", "txt", "htm", "docx", "pdf"],
+                "heading_prefix": " Chapter 2>Leave ",
+            },
+        }
+    )
+    filters = config.filters
+    assert filters is not None
+    assert filters.document_ids == [doc]
+    assert filters.title_contains == "handbook"
+    assert filters.file_types == ["pdf", "markdown", "text", "html", "docx"]
+    assert filters.heading_prefix == "Chapter 2 > Leave"
+    assert filters.by_document
+    assert not filters.empty
+    assert SearchFilters().empty
+    assert not SearchFilters(heading_prefix="Chapter 2").by_document
+
+
+def test_a_bad_filter_is_reported_on_its_field() -> None:
+    with pytest.raises(ValidationError) as caught:
+        KnowledgeRetrievalConfig.model_validate(
+            {"knowledge_base_ids": [1], "filters": {"file_types": ["pdf", "exe"]}}
+        )
+    [error] = caught.value.errors()
+    assert error["loc"] == ("filters", "file_types", 1)
+    assert "'pdf'" in error["msg"]
+    assert "'markdown'" in error["msg"]  # the message lists what is accepted
+
+
+def test_filters_reach_every_base() -> None:
+    handbook, guide = _handbook(), _guide()
+    filters = {"file_types": ["pdf"], "heading_prefix": "第 2 章"}
+    _run({"knowledge_base_ids": [1, 2], "filters": filters}, "年假", {1: handbook, 2: guide})
+    assert handbook.filters == guide.filters == [SearchFilters.model_validate(filters)]
+    _run({"knowledge_base_ids": [1]}, "年假", {1: handbook})
+    assert handbook.filters[-1] is None
+
+
+# --- rerank ------------------------------------------------------------------------------------
+
+RERANK_KEY = "rk-test-key"
+MIXED_QUERY = "password 密码 年假 annual leave"
+
+
+@pytest.fixture
+def reranker() -> Iterator[RerankDouble]:
+    with RerankDouble(api_key=RERANK_KEY) as double:
+        yield double
+
+
+def _endpoint(
+    double: RerankDouble, *, kind: str = "rerank", key: str = RERANK_KEY, timeout_s: float = 5.0
+) -> dict[str, EndpointConfig]:
+    return {
+        "rr": EndpointConfig(
+            id=1,
+            name="rr",
+            kind=kind,
+            base_url=double.base_url,
+            model=double.model,
+            api_key=key,
+            timeout_s=timeout_s,
+        )
+    }
+
+
+def _prefers_first_year_leave(query: str, document: str) -> float:
+    if "员工入职" in document:
+        return 0.9
+    return 0.6 if "Settings" in document else 0.2
+
+
+def test_rerank_endpoint_is_a_required_resource() -> None:
+    config = KnowledgeRetrievalConfig.model_validate(
+        {"knowledge_base_ids": [3], "rerank_endpoint": "rr"}
+    )
+    assert KnowledgeRetrieval.required_resources(config) == [
+        ("knowledge_base", "3"),
+        ("model_endpoint", "rr"),
+    ]
+
+
+def test_rerank_reorders_the_merged_candidates_of_all_bases(reranker: RerankDouble) -> None:
+    reranker.relevance = _prefers_first_year_leave
+    handbook, guide = _handbook(), _guide()
+    bases = {1: handbook, 2: guide}
+    plain = _run({"knowledge_base_ids": [1, 2], "top_k": 20}, MIXED_QUERY, bases)
+    assert _chunks(plain) == ["hr-4", "guide-1", "guide-4", "hr-1"]
+    assert plain.outputs["reranked"] is False
+
+    config = {"knowledge_base_ids": [1, 2], "top_k": 2, "rerank_endpoint": "rr"}
+    result = _run(config, MIXED_QUERY, bases, _endpoint(reranker))
+    assert not result.failed
+    assert _chunks(result) == ["hr-1", "guide-1"]
+    assert [p["score"] for p in result.outputs["passages"]] == [0.9, 0.6]
+    assert [p["citation"] for p in result.outputs["passages"]] == [1, 2]
+    assert result.outputs["context"].startswith("[1] 员工手册 (第 2 章 > 年假)\n员工入职")
+    assert (result.outputs["reranked"], result.outputs["rerank_error"]) == (True, "")
+    # One request for all bases: every fused candidate, in the fused order.
+    [request] = reranker.requests
+    texts = {p["chunk_id"]: p["text"] for p in plain.outputs["passages"]}
+    assert request == {
+        "model": reranker.model,
+        "query": MIXED_QUERY,
+        "documents": [texts[c] for c in _chunks(plain)],
+        "top_n": 2,
+    }
+    # Each base offered its best candidates, not just top_k, whatever their fused score.
+    assert handbook.calls[-1] == guide.calls[-1] == (MIXED_QUERY, RERANK_CANDIDATES, 0.0)
+
+
+def test_min_score_applies_to_the_rerank_scores(reranker: RerankDouble) -> None:
+    reranker.relevance = _prefers_first_year_leave
+    config = {
+        "knowledge_base_ids": [1, 2],
+        "top_k": 4,
+        "min_score": 0.5,
+        "rerank_endpoint": "rr",
+    }
+    handbook = _handbook()
+    result = _run(config, MIXED_QUERY, {1: handbook, 2: _guide()}, _endpoint(reranker))
+    assert _chunks(result) == ["hr-1", "guide-1"]
+    assert handbook.calls == [(MIXED_QUERY, RERANK_CANDIDATES, 0.0)]
+
+
+def test_scores_outside_0_1_are_mapped_in_keeping_the_order(reranker: RerankDouble) -> None:
+    reranker.relevance = lambda query, document: 3.0 if "员工入职" in document else -2.0
+    config = {"knowledge_base_ids": [1, 2], "top_k": 2, "rerank_endpoint": "rr"}
+    result = _run(config, MIXED_QUERY, {1: _handbook(), 2: _guide()}, _endpoint(reranker))
+    scores = [p["score"] for p in result.outputs["passages"]]
+    assert _chunks(result)[0] == "hr-1"
+    assert scores == [round(1 / (1 + math.exp(-3.0)), 4), round(1 / (1 + math.exp(2.0)), 4)]
+
+
+@pytest.mark.parametrize(
+    ("fault", "endpoint_options", "reason"),
+    [
+        ("500", {}, "answered 500"),
+        ("not_json", {}, "is not JSON"),
+        ("bad_index", {}, "ranked document 7, but only 4 were sent"),
+        (None, {"key": "wrong"}, "answered 401"),
+        ("slow", {"timeout_s": 0.2}, "no complete answer within 0.2 s"),
+    ],
+)
+def test_a_failing_rerank_endpoint_keeps_the_fused_order(
+    reranker: RerankDouble, fault: str | None, endpoint_options: dict[str, Any], reason: str
+) -> None:
+    if fault is not None:
+        # Twice: the client retries once after a 5xx or a timeout.
+        reranker.inject(fault, count=2, delay_s=1.0)
+    bases = {1: _handbook(), 2: _guide()}
+    plain = _run({"knowledge_base_ids": [1, 2], "top_k": 3}, MIXED_QUERY, bases)
+    config = {"knowledge_base_ids": [1, 2], "top_k": 3, "rerank_endpoint": "rr"}
+    result = _run(config, MIXED_QUERY, bases, _endpoint(reranker, **endpoint_options))
+    assert not result.failed
+    assert result.outputs["passages"] == plain.outputs["passages"]
+    assert result.outputs["reranked"] is False
+    error = result.outputs["rerank_error"]
+    assert error.startswith("rerank endpoint 'rr' failed: ")
+    assert reason in error
+
+
+def test_an_unavailable_or_wrong_kind_endpoint_keeps_the_fused_order(
+    reranker: RerankDouble,
+) -> None:
+    bases = {1: _handbook(), 2: _guide()}
+    plain = _run({"knowledge_base_ids": [1, 2]}, MIXED_QUERY, bases)
+    config = {"knowledge_base_ids": [1, 2], "rerank_endpoint": "rr"}
+    missing = _run(config, MIXED_QUERY, bases)
+    assert missing.outputs["passages"] == plain.outputs["passages"]
+    assert (missing.outputs["reranked"], missing.outputs["rerank_error"]) == (
+        False,
+        "rerank endpoint 'rr' is not available: it does not exist or is disabled",
+    )
+    chat = _run(config, MIXED_QUERY, bases, _endpoint(reranker, kind="chat"))
+    assert chat.outputs["passages"] == plain.outputs["passages"]
+    assert chat.outputs["rerank_error"] == (
+        "model endpoint 'rr' is a chat endpoint, not a rerank endpoint"
+    )
+    assert reranker.requests == []
+
+
+def test_nothing_found_asks_the_reranker_nothing(reranker: RerankDouble) -> None:
+    config = {"knowledge_base_ids": [1], "rerank_endpoint": "rr"}
+    result = _run(config, "quantum chromodynamics", {1: _handbook()}, _endpoint(reranker))
+    assert (result.failed, result.outputs["count"], result.outputs["reranked"]) == (False, 0, False)
+    assert result.outputs["rerank_error"] == ""
+    assert reranker.requests == []
+
+
 # --- in a workflow -----------------------------------------------------------------------------
 
 
@@ -499,3 +699,19 @@ def test_validation_reports_bases_the_caller_does_not_know() -> None:
     ]
     problems = validate_graph(_graph(query="{{ nodes.kb.count }}")).problems
     assert [(p.code, p.field) for p in problems] == [("variable_not_upstream", "config.query")]
+
+
+def test_validation_reports_a_rerank_endpoint_the_caller_may_not_use() -> None:
+    graph = _graph(rerank_endpoint="rr")
+    known = {KNOWLEDGE_BASE_RESOURCE: {"1", "2"}, MODEL_ENDPOINT_RESOURCE: {"rr", "chat"}}
+    assert validate_graph(graph, resources=known).ok
+    known[MODEL_ENDPOINT_RESOURCE] = {"chat"}
+    problems = validate_graph(graph, resources=known).problems
+    assert [(p.code, p.node_id, p.message) for p in problems] == [
+        (
+            "unknown_resource",
+            "kb",
+            "model endpoint 'rr' does not exist or is not available to you (disabled, or not "
+            "shared with you for use)",
+        )
+    ]
