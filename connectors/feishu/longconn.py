@@ -185,18 +185,16 @@ class _Parts:
         self._pending[message_id] = (now, parts)
         return None
 
-    def __len__(self) -> int:
-        return len(self._pending)
-
 
 class FeishuLongConnection:
     """Receive one Feishu app's events over the long connection until ``stop`` is set.
 
     - ``handle`` gets each event's payload (the JSON object a webhook push would carry) and
-      stores it as the webhook view does. The event is answered 200 only once ``handle`` has
+      stores it as the webhook view does, quickly: the webhook's 3 s rule and retries apply
+      here too (protocols.md A.6, A.8). The event is answered 200 only once ``handle`` has
       returned: if it raises, the answer is 500 and Feishu delivers the event again; if the
-      connection or the process goes first, there is no answer and Feishu delivers it again
-      too. At least once, then: the connector's dedupe key absorbs the repeats.
+      connection or the process goes first, there is no answer, which Feishu retries too.
+      At least once, then: the connector's dedupe key absorbs the repeats.
     - Events are handled one at a time, in the order they arrive (Feishu orders some events).
     - Payloads that are not JSON objects, and events naming another app in ``header.app_id``,
       are answered 200 and dropped (a redelivery would be the same), with a warning.
@@ -247,12 +245,16 @@ class FeishuLongConnection:
     async def run(self) -> None:
         """Connect, and connect again whenever the connection is lost, until ``stop`` is set.
 
-        Raises :class:`LongConnectionError` only when Feishu's ReconnectCount is used up (it
-        sends -1, meaning never); any other failure is retried and shown by :meth:`health`.
+        Raises :class:`LongConnectionError` only when Feishu's ReconnectCount is used up (-1,
+        the SDK's default and what Feishu is reported to send, means never); any other
+        failure is retried and shown by :meth:`health`.
         """
         self._since = _now()
-        # Importing the protobuf class imports the whole SDK: not on the event loop.
-        await asyncio.to_thread(frame_class)
+        try:
+            # Importing the protobuf class imports the whole SDK: not on the event loop.
+            await self._unless_stopped(asyncio.to_thread(frame_class))
+        except _Stopped:
+            return
         while not self.stop.is_set():
             try:
                 connection, service_id = await self._unless_stopped(self._connect())
@@ -362,14 +364,18 @@ class FeishuLongConnection:
             # The SDK reports the status with the answer's msg. A 4xx other than 408/429 is a
             # refusal of what we sent (seen when the app is not in long-connection mode).
             rejected = 400 <= response.status < 500 and response.status not in (408, 429)
-            detail = f"{what}: Feishu answered HTTP {response.status}" + (f" ({msg})" if msg else "")
+            detail = f"{what}: Feishu answered HTTP {response.status}" + (
+                f" ({msg})" if msg else ""
+            )
             raise LongConnectionError(
                 detail + (f"; {REFUSED_HINT}" if rejected else ""),
                 rejected=rejected,
                 code=code if isinstance(code, int) else None,
             )
         if not isinstance(code, int) or isinstance(code, bool):
-            raise LongConnectionError(f"{what}: the answer is not Feishu's JSON: {response.preview()}")
+            raise LongConnectionError(
+                f"{what}: the answer is not Feishu's JSON: {response.preview()}"
+            )
         if code in (SYSTEM_BUSY, INTERNAL_ERROR):
             raise LongConnectionError(f"{what}: Feishu is busy (code {code}: {msg})", code=code)
         if code != OK:
@@ -395,7 +401,9 @@ class FeishuLongConnection:
         try:
             service_id = int((query.get("service_id") or [""])[0])
         except ValueError:
-            raise LongConnectionError("Feishu's long connection address has no service_id") from None
+            raise LongConnectionError(
+                "Feishu's long connection address has no service_id"
+            ) from None
         try:
             port = parts.port or (443 if parts.scheme == "wss" else 80)
         except ValueError:
@@ -458,16 +466,24 @@ class FeishuLongConnection:
                     message = await self._unless_stopped(connection.recv())
                 except _Stopped:
                     return ""
-                if isinstance(message, bytes):
+                if not isinstance(message, bytes):
+                    continue  # Feishu sends binary frames only
+                try:
                     await self._on_frame(connection, message)
+                except ConnectionClosed:
+                    raise
+                except Exception:  # a bug here must not end the connection for good
+                    logger.exception(
+                        "feishu connector %s: a frame could not be handled",
+                        self.settings.connector_id,
+                    )
         except ConnectionClosed as exc:
             return f"the long connection was lost ({exc})"
         finally:
             self._connected = False
             self._since = _now()
             pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
+            await asyncio.gather(pinger, return_exceptions=True)
             await connection.close()
 
     async def _ping(self, connection: ClientConnection, service_id: int) -> None:
@@ -514,7 +530,9 @@ class FeishuLongConnection:
             return
         self.config = self.config.merged(raw)
 
-    async def _on_data(self, connection: ClientConnection, frame: Any, headers: dict[str, str]) -> None:
+    async def _on_data(
+        self, connection: ClientConnection, frame: Any, headers: dict[str, str]
+    ) -> None:
         connector_id = self.settings.connector_id
         message_id = headers.get(HEADER_MESSAGE_ID, "")
         kind = headers.get(HEADER_TYPE, "")
@@ -543,7 +561,10 @@ class FeishuLongConnection:
             # Card callbacks (type "card") are not subscribed to here; the SDK leaves them
             # unanswered as well.
             logger.info(
-                "feishu connector %s: %s frame %s ignored", connector_id, kind or "untyped", message_id
+                "feishu connector %s: %s frame %s ignored",
+                connector_id,
+                kind or "untyped",
+                message_id,
             )
             return
         started = time.monotonic()
