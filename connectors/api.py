@@ -28,6 +28,10 @@ class ConnectorOutputSerializer(serializers.ModelSerializer[Connector]):
     secrets_set = serializers.SerializerMethodField(
         help_text="Names of the credentials stored (values are never shown)."
     )
+    listener = serializers.SerializerMethodField(
+        help_text="Polling and long-connection modes: the listener process's last report "
+        "(connected, last event, reconnects, last error); null when none reported lately."
+    )
 
     class Meta:
         model = Connector
@@ -40,6 +44,7 @@ class ConnectorOutputSerializer(serializers.ModelSerializer[Connector]):
             "api_base_url",
             "config",
             "secrets_set",
+            "listener",
             "group_policy",
             "streaming",
             "welcome_text",
@@ -65,6 +70,11 @@ class ConnectorOutputSerializer(serializers.ModelSerializer[Connector]):
         return adapter_for(connector.platform).callback_hint(
             current, services.callback_url(connector)
         )
+
+    def get_listener(self, connector: Connector) -> dict[str, Any] | None:
+        if connector.config.get("mode") not in {"polling", "long_connection"}:
+            return None
+        return services.listener_health(connector)
 
     def get_secrets_set(self, connector: Connector) -> list[str]:
         return sorted(secrets_dict(connector))

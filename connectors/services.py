@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -189,6 +190,24 @@ def polled_update_store(*, connector_id: int, update: dict[str, Any]) -> None:
         request=InboundRequest(body=b"", headers={}, received_at=time.time()),
         payload=update,
     )
+
+
+LISTENER_HEALTH_TTL_S = 60
+
+
+def listener_health_publish(*, health: dict[int, dict[str, Any]]) -> None:
+    """The listener process's report on each polling or long-connection connector."""
+    cache.set_many(
+        {f"connectors:listener:{pk}": state for pk, state in health.items()},
+        timeout=LISTENER_HEALTH_TTL_S,
+    )
+
+
+def listener_health(connector: Connector) -> dict[str, Any] | None:
+    """What the listener process last said about the connector (None: no listener reported
+    in the last minute; is ``manage.py connectors_poll`` running?)."""
+    state: dict[str, Any] | None = cache.get(f"connectors:listener:{connector.pk}")
+    return state
 
 
 def poll_offset_get(*, connector_id: int) -> int | None:

@@ -21,7 +21,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
 from Crypto.Cipher import AES
@@ -107,6 +107,9 @@ class FeishuConfig(PlatformConfig):
     bot_open_id: str = Field(pattern=r"^(ou_[0-9A-Za-z_-]+)?$", max_length=100)
     max_age_s: int = Field(default=300, ge=30, le=86_400)
     reply_in_thread: bool = False
+    # webhook: Feishu pushes events to the callback URL (needs a public HTTPS address).
+    # long_connection: the connectors_poll process holds a WebSocket to Feishu instead.
+    mode: Literal["webhook", "long_connection"] = "webhook"
 
 
 class FeishuSecrets(PlatformSecrets):
