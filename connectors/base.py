@@ -146,6 +146,9 @@ class OutboundMessage:
     text: str
     target: ReplyTarget
     idempotency_key: str
+    # What an earlier attempt delivered before it failed (``DeliveryError.sent``): send only
+    # the parts after it. Platforms with idempotent sends (Feishu's uuid) may ignore it.
+    sent_before: SentMessage | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +184,9 @@ class DeliveryError(Exception):
         self.permanent = permanent
         self.retry_after_s = retry_after_s
         self.scope = scope
+        # A reply split into several messages that failed part way: what was delivered, so
+        # that the retry sends only the rest (``OutboundMessage.sent_before``).
+        self.sent: SentMessage | None = None
 
 
 class Adapter(Protocol):

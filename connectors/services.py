@@ -591,10 +591,16 @@ def _backoff_s(attempt: int, retry_after_s: float | None) -> float:
 def _send(connector: Connector, delivery: Delivery) -> SentMessage:
     adapter = adapter_for(connector.platform)
     current = connector_settings(connector)
+    before = (
+        SentMessage(message_ids=list(delivery.message_ids), handle=dict(delivery.handle))
+        if delivery.message_ids
+        else None
+    )
     message = OutboundMessage(
         text=delivery.text,
         target=ReplyTarget(**delivery.target),
         idempotency_key=delivery.idempotency_key,
+        sent_before=before,
     )
     if delivery.status == Delivery.Status.STREAMING:
         sent = SentMessage(message_ids=list(delivery.message_ids), handle=dict(delivery.handle))
@@ -643,6 +649,9 @@ def _delivery_attempt(delivery: Delivery) -> bool:
         result = _send(connector, delivery)
     except DeliveryError as exc:
         delivery.last_error = exc.message[:2000]
+        if exc.sent is not None:  # part of a long reply went out: the retry sends the rest
+            delivery.message_ids, delivery.handle = exc.sent.message_ids, exc.sent.handle
+            delivery.save(update_fields=["message_ids", "handle"])
         if exc.permanent or delivery.attempts >= settings.CONNECTOR_DELIVERY_ATTEMPTS:
             delivery.status = Delivery.Status.DEAD
             delivery.next_attempt_at = None

@@ -206,7 +206,17 @@ class TelegramAdapter:
         twice). When a later part fails, the error's ``partial`` lists what was sent.
         """
         parts = _parts(message.text)
-        return await self._send_parts(settings, message.target, parts, reply=True)
+        before = message.sent_before
+        done = len(before.message_ids) if before is not None else 0
+        if before is None or not 0 < done < len(parts):
+            return await self._send_parts(settings, message.target, parts, reply=True)
+        # An earlier attempt delivered the first parts: send the rest after them.
+        rest = await self._send_parts(
+            settings, message.target, parts[done:], reply=False, before=before
+        )
+        return SentMessage(
+            [*before.message_ids, *rest.message_ids], {**before.handle, **rest.handle}
+        )
 
     async def stream_start(
         self, settings: ConnectorSettings, message: OutboundMessage
@@ -251,14 +261,19 @@ class TelegramAdapter:
                 if not exc.edit_impossible:
                     raise
                 return await self._send_parts(settings, target, parts, reply=False)
-        done = SentMessage([first_id], {**handle, "shown": _digest(parts[0])})
-        if len(parts) == 1:
+        # A retry after a failure part way: the parts an earlier attempt sent are not sent
+        # again (``sent`` then lists them after the first message).
+        already = sent.message_ids[1 : len(parts)]
+        done = SentMessage([first_id, *already], {**handle, "shown": _digest(parts[0])})
+        if len(parts) == len(done.message_ids):
             return done
-        rest = await self._send_parts(settings, target, parts[1:], reply=False, before=done)
+        rest = await self._send_parts(
+            settings, target, parts[len(done.message_ids) :], reply=False, before=done
+        )
         handle = dict(done.handle)
         if "migrated_to_chat_id" in rest.handle:
             handle["migrated_to_chat_id"] = rest.handle["migrated_to_chat_id"]
-        return SentMessage([first_id, *rest.message_ids], handle)
+        return SentMessage([*done.message_ids, *rest.message_ids], handle)
 
     async def typing(self, settings: ConnectorSettings, target: ReplyTarget) -> None:
         """sendChatAction "typing": shown for 5 s or until the bot's next message."""

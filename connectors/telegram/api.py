@@ -67,7 +67,15 @@ class TelegramApiError(DeliveryError):
         self.error_code = error_code
         self.description = description
         self.migrate_to_chat_id = migrate_to_chat_id
-        self.partial: SentMessage | None = None
+
+    @property
+    def partial(self) -> SentMessage | None:
+        """What a multi-part send delivered before failing (the contract's ``sent``)."""
+        return self.sent
+
+    @partial.setter
+    def partial(self, value: SentMessage | None) -> None:
+        self.sent = value
 
     @property
     def not_modified(self) -> bool:

@@ -276,3 +276,18 @@ def test_a_polling_bot_fetches_updates_stores_them_once_and_answers(
     call_command("connectors_poll", "--once")  # nothing new
     assert InboundEvent.objects.count() == 2
     assert telegram.calls_to("getUpdates")[-1].params["offset"] == 902
+
+
+def test_a_long_reply_that_fails_part_way_is_finished_without_repeating_a_part(
+    bot: Connector, telegram: TelegramDouble, worker: None
+) -> None:
+    question = "退款。" * 1500 + "\n\n" + ("Refund? " * 400).strip()  # two messages
+    telegram.inject("429", method="sendMessage", after=1, retry_after=1)
+    post(bot, update("private_text", text=question))
+    wait_for(lambda: Delivery.objects.filter(status="sent").exists())
+    shown = telegram.messages(ALICE)
+    assert len(shown) == 2
+    assert "".join(shown) == "re: " + question
+    delivery = Delivery.objects.get()
+    assert delivery.attempts == 2
+    assert len(delivery.message_ids) == 2
