@@ -56,9 +56,7 @@ Events
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import secrets
@@ -70,6 +68,8 @@ from typing import Any
 
 from aiohttp import web
 from Crypto.Cipher import AES
+
+from tests.doubles.serving import ThreadedDouble
 
 TOKEN_PATH = "/open-apis/auth/v3/tenant_access_token/internal"
 FAULTS = frozenset({"429", "500", "503", "token_expired", "code"})
@@ -93,7 +93,6 @@ TEXT_LIMIT_BYTES = 150 * 1024
 CARD_LIMIT_BYTES = 30 * 1024
 UUID_WINDOW_S = 3600.0
 RENEW_BELOW_S = 1800.0  # the token endpoint hands out a new token below 30 minutes left
-_SHUTDOWN_TIMEOUT_S = 0.5
 
 MSG_MISSING_TOKEN = (
     "Missing access token for authorization. Please make a request with token attached."
@@ -374,8 +373,10 @@ class _AnswerNowError(Exception):
         self.response = response
 
 
-class FeishuDouble:
+class FeishuDouble(ThreadedDouble):
     """The Feishu Open API on a loopback port, served from a thread; see the module doc."""
+
+    label = "Feishu"
 
     def __init__(
         self,
@@ -406,9 +407,6 @@ class FeishuDouble:
         self._messages: dict[str, Message] = {}
         self._chats: dict[str, list[str]] = {}
         self._uuids: dict[str, tuple[str, float]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -417,37 +415,16 @@ class FeishuDouble:
         """What a connector takes as its API base URL."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> FeishuDouble:
-        if self._thread is not None:
-            raise RuntimeError("the Feishu double is already running")
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready, failure), name="feishu-double", daemon=True
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app.router.add_post(TOKEN_PATH, self._guarded(self._token))
+        app.router.add_post(
+            "/open-apis/im/v1/messages/{message_id}/reply", self._guarded(self._reply)
         )
-        self._thread.start()
-        if not ready.wait(timeout=30):
-            raise TimeoutError("the Feishu double did not start within 30 s")
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        thread, loop, stopped = self._thread, self._loop, self._stopped
-        if thread is None or loop is None or stopped is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop already closed
-            loop.call_soon_threadsafe(stopped.set)
-        thread.join(timeout=30)
-        self._thread = None
-
-    def __enter__(self) -> FeishuDouble:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        app.router.add_post("/open-apis/im/v1/messages", self._guarded(self._create))
+        app.router.add_patch("/open-apis/im/v1/messages/{message_id}", self._guarded(self._patch))
+        app.router.add_get("/open-apis/bot/v3/info", self._guarded(self._bot_info))
+        return app
 
     def inject(self, fault: str, *, count: int = 1, on: str | None = None, **params: Any) -> None:
         """Make the next ``count`` calls (to endpoint ``on``, or any API call but the token
@@ -565,44 +542,6 @@ class FeishuDouble:
         return len(self.requests_to("token"))
 
     # -- serving -----------------------------------------------------------------------------
-
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._run(ready))
-        except BaseException as exc:  # reported to start() in the calling thread
-            failure.append(exc)
-            ready.set()
-        finally:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _run(self, ready: threading.Event) -> None:
-        self._stopped = asyncio.Event()
-        app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_post(TOKEN_PATH, self._guarded(self._token))
-        app.router.add_post(
-            "/open-apis/im/v1/messages/{message_id}/reply", self._guarded(self._reply)
-        )
-        app.router.add_post("/open-apis/im/v1/messages", self._guarded(self._create))
-        app.router.add_patch("/open-apis/im/v1/messages/{message_id}", self._guarded(self._patch))
-        app.router.add_get("/open-apis/bot/v3/info", self._guarded(self._bot_info))
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-            self.port = int(runner.addresses[0][1])
-            ready.set()
-            await self._stopped.wait()
-        finally:
-            await runner.cleanup()
 
     def _guarded(
         self, answer: Callable[[web.Request, Any], Awaitable[web.Response]]

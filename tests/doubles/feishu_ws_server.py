@@ -62,6 +62,8 @@ from typing import Any, TypeVar
 from aiohttp import WSMsgType, web
 from lark_oapi.ws.pb.pbbp2_pb2 import Frame  # type: ignore[import-untyped]
 
+from tests.doubles.serving import ThreadedDouble
+
 T = TypeVar("T")
 
 ENDPOINT_PATH = "/callback/ws/endpoint"
@@ -70,7 +72,6 @@ FRAME_CONTROL = 0
 FRAME_DATA = 1
 AUTH_FAILED = 514
 EXCEED_CONN_LIMIT = 1000040350
-_SHUTDOWN_TIMEOUT_S = 0.5
 _CALL_TIMEOUT_S = 10.0
 
 
@@ -127,8 +128,10 @@ class _Fault:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-class FeishuWsDouble:
+class FeishuWsDouble(ThreadedDouble):
     """Feishu's long-connection server for one app; see the module doc."""
+
+    label = "Feishu long-connection"
 
     def __init__(
         self,
@@ -171,9 +174,6 @@ class FeishuWsDouble:
         self._waiting: list[_Delivery] = []
         self._sequence = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -182,37 +182,14 @@ class FeishuWsDouble:
         """What a connector takes as its API base URL."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> FeishuWsDouble:
-        if self._thread is not None:
-            raise RuntimeError("the Feishu long-connection double is already running")
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready, failure), name="feishu-ws-double", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(timeout=30):
-            raise TimeoutError("the Feishu long-connection double did not start within 30 s")
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
-        return self
+    def make_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post(ENDPOINT_PATH, self._endpoint)
+        app.router.add_get(WS_PATH, self._websocket)
+        return app
 
-    def stop(self) -> None:
-        thread, loop, stopped = self._thread, self._loop, self._stopped
-        if thread is None or loop is None or stopped is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop already closed
-            loop.call_soon_threadsafe(stopped.set)
-        thread.join(timeout=30)
-        self._thread = None
-
-    def __enter__(self) -> FeishuWsDouble:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    async def on_stopping(self) -> None:
+        await self._drop(abrupt=False, code=1001)
 
     def set_client_config(self, **fields: int) -> None:
         """Change what the endpoint answers and pongs carry (``PingInterval=...``)."""
@@ -306,40 +283,6 @@ class FeishuWsDouble:
             work.close()
             raise RuntimeError("the Feishu long-connection double is not running")
         return asyncio.run_coroutine_threadsafe(work, loop).result(timeout=_CALL_TIMEOUT_S)
-
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._run(ready))
-        except BaseException as exc:  # reported to start() in the calling thread
-            failure.append(exc)
-            ready.set()
-        finally:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _run(self, ready: threading.Event) -> None:
-        self._stopped = asyncio.Event()
-        app = web.Application()
-        app.router.add_post(ENDPOINT_PATH, self._endpoint)
-        app.router.add_get(WS_PATH, self._websocket)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-            self.port = int(runner.addresses[0][1])
-            ready.set()
-            await self._stopped.wait()
-            await self._drop(abrupt=False, code=1001)
-        finally:
-            await runner.cleanup()
 
     def _fault(self, kind: str) -> dict[str, Any] | None:
         with self._lock:

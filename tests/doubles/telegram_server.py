@@ -62,6 +62,8 @@ from urllib.parse import urlsplit
 import httpx
 from aiohttp import web
 
+from tests.doubles.serving import ThreadedDouble
+
 DEFAULT_TOKEN = "5555555555:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 DEFAULT_USERNAME = "studio_helper_bot"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -101,7 +103,6 @@ _BAD_GATEWAY = (
 _MARKDOWN_V2_RESERVED = re.compile(r"(?<!\\)[.!\-#+=|{}]")
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _WEBHOOK_PORTS = frozenset({80, 88, 443, 8443})
-_SHUTDOWN_TIMEOUT_S = 0.5
 
 
 def utf16_units(text: str) -> int:
@@ -257,8 +258,10 @@ def _flag(params: Mapping[str, Any], name: str) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
-class TelegramDouble:
+class TelegramDouble(ThreadedDouble):
     """The Bot API on a loopback port, served from a thread; ``url`` is the API base URL."""
+
+    label = "Telegram"
 
     def __init__(
         self,
@@ -275,9 +278,6 @@ class TelegramDouble:
             self.add_bot(token, username)
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
 
     # -- public API ------------------------------------------------------------------------
 
@@ -299,37 +299,14 @@ class TelegramDouble:
         """The bot's User object (what getMe answers)."""
         return self._bot(token).user()
 
-    def start(self) -> TelegramDouble:
-        if self._thread is not None:
-            raise RuntimeError("the Telegram double is already running")
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready, failure), name="telegram-double", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(timeout=30):
-            raise TimeoutError("the Telegram double did not start within 30 s")
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
-        return self
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        return app
 
-    def stop(self) -> None:
-        thread, loop, stopped = self._thread, self._loop, self._stopped
-        if thread is None or loop is None or stopped is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(stopped.set)
-        thread.join(timeout=30)
-        self._thread = None
-
-    def __enter__(self) -> TelegramDouble:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    async def on_loop_start(self) -> None:
+        for bot in self._bots.values():
+            bot.changed = asyncio.Event()
 
     def inject(
         self,
@@ -446,40 +423,6 @@ class TelegramDouble:
 
     def _bot(self, token: str | None) -> _Bot:
         return self._bots[token or self.token]
-
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._run(ready))
-        except BaseException as exc:  # reported to start() in the calling thread
-            failure.append(exc)
-            ready.set()
-        finally:
-            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _run(self, ready: threading.Event) -> None:
-        self._stopped = asyncio.Event()
-        for bot in self._bots.values():
-            bot.changed = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-            self.port = int(runner.addresses[0][1])
-            ready.set()
-            await self._stopped.wait()
-        finally:
-            await runner.cleanup()
 
     def _wake(self, bot: _Bot) -> None:
         """Wake long polls of ``bot`` (from any thread): something changed."""

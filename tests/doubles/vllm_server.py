@@ -73,6 +73,8 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
+from tests.doubles.serving import ThreadedDouble
+
 CHAT_FAULTS = frozenset(
     {
         "429",
@@ -113,7 +115,6 @@ _KEEP_ALIVE = b": keep-alive\n\n"
 _DONE = b"data: [DONE]\n\n"
 _FINISH_REASONS = ("stop", "length", "abort")
 # Keeps a handler that is still sleeping (a long ttft) from holding up stop().
-_SHUTDOWN_TIMEOUT_S = 0.5
 
 
 def count_tokens(text: str) -> int:
@@ -501,12 +502,14 @@ class _Chat:
         return self.fault.param(name, default) if self.fault is not None else default
 
 
-class VllmDouble:
+class VllmDouble(ThreadedDouble):
     """vLLM's OpenAI-compatible HTTP API on a loopback port, served from a thread.
 
     Attributes such as ``ttft_s``, ``token_delay_s``, ``reply``, ``model`` and
     ``keep_alive_s`` are read per request, so a test may change them while it runs.
     """
+
+    label = "vLLM"
 
     def __init__(
         self,
@@ -543,9 +546,6 @@ class VllmDouble:
         self._generation_tokens: dict[str, int] = {}
         self._successes: dict[tuple[str, str], int] = {}
         self._created = int(time.time())
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._stopped: asyncio.Event | None = None
 
     # -- public API --------------------------------------------------------------------
 
@@ -563,37 +563,16 @@ class VllmDouble:
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
-    def start(self) -> VllmDouble:
-        if self._thread is not None:
-            raise RuntimeError("the vLLM double is already running")
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._serve, args=(ready, failure), name="vllm-double", daemon=True
-        )
-        self._thread.start()
-        if not ready.wait(timeout=30):
-            raise TimeoutError("the vLLM double did not start within 30 s")
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
-        return self
-
-    def stop(self) -> None:
-        thread, loop, stopped = self._thread, self._loop, self._stopped
-        if thread is None or loop is None or stopped is None:
-            return
-        with contextlib.suppress(RuntimeError):  # the loop already closed
-            loop.call_soon_threadsafe(stopped.set)
-        thread.join(timeout=30)
-        self._thread = None
-
-    def __enter__(self) -> VllmDouble:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/version", self._version)
+        app.on_response_prepare.append(_server_header)
+        return app
 
     def inject(self, fault: str, *, count: int = 1, **params: Any) -> None:
         """Make the next ``count`` requests that the fault fits fail with it."""
@@ -611,44 +590,6 @@ class VllmDouble:
             self.max_in_flight = self.in_flight
 
     # -- serving -----------------------------------------------------------------------
-
-    def _serve(self, ready: threading.Event, failure: list[BaseException]) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._run(ready))
-        except BaseException as exc:  # reported to start() in the calling thread
-            failure.append(exc)
-            ready.set()
-        finally:
-            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-            for task in pending:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
-
-    async def _run(self, ready: threading.Event) -> None:
-        self._stopped = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/embeddings", self._embeddings)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/version", self._version)
-        app.on_response_prepare.append(_server_header)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.host, self.port)
-            await site.start()
-            self.port = int(runner.addresses[0][1])
-            ready.set()
-            await self._stopped.wait()
-        finally:
-            await runner.cleanup()
 
     def _take_fault(self, fits: frozenset[str]) -> _Fault | None:
         with self._lock:
