@@ -19,6 +19,7 @@ from connectors import services
 from connectors.base import DeliveryError
 from connectors.models import Connector, Delivery, InboundEvent
 from connectors.registry import adapter_for, connector_settings, platform_choices, secrets_dict
+from workflows.models import Run
 
 
 class ConnectorForm(forms.ModelForm[Connector]):
@@ -322,3 +323,40 @@ class DeliveryAdmin(_ConnectorRowsAdmin):
             _("%(count)d dead letter(s) queued again") % {"count": retried},
             messages.SUCCESS if retried else messages.WARNING,
         )
+
+
+class _RunRowsInline(admin.TabularInline[Any, Run]):
+    """Read-only rows of a run's page: the event that started it, the replies it sent."""
+
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RunInboundEventInline(_RunRowsInline):
+    model = InboundEvent
+    fk_name = "run"
+    fields = ("received_at", "connector", "event_type", "chat_id", "text", "status")
+    readonly_fields = fields
+    verbose_name_plural = _("started by")
+
+
+class RunDeliveryInline(_RunRowsInline):
+    model = Delivery
+    fk_name = "run"
+    fields = ("created_at", "connector", "chat_id", "status", "attempts", "sent_at", "last_error")
+    readonly_fields = fields
+    verbose_name_plural = _("replies delivered")
+
+
+# The run's page links back to the platform event and the deliveries (the workflows app
+# does not know connectors; this app adds itself to its admin).
+_run_admin = admin.site._registry.get(Run)
+if _run_admin is not None:
+    type(_run_admin).inlines = [*_run_admin.inlines, RunInboundEventInline, RunDeliveryInline]

@@ -142,3 +142,28 @@ def test_dead_letters_are_listed_and_retried_from_the_admin(
     dead.refresh_from_db()
     assert (dead.status, dead.attempts) == ("pending", 0)
     assert browser.get("/admin/connectors/inboundevent/").status_code == 200
+
+
+def test_a_run_s_page_links_to_the_event_that_started_it_and_its_replies(
+    browser: Client, workflow: Any
+) -> None:
+    from connectors.models import InboundEvent
+    from workflows.models import Run
+
+    browser.post("/admin/connectors/connector/add/", form(workflow))
+    connector = Connector.objects.get()
+    run = Run.objects.create(workflow=workflow, graph={}, input={}, trigger_kind="message")
+    event = InboundEvent.objects.create(
+        connector=connector, dedupe_key="update:77", kind="message", chat_id="-100123", run=run
+    )
+    Delivery.objects.create(
+        connector=connector,
+        event=event,
+        run=run,
+        idempotency_key="run:1:0",
+        chat_id="-100123",
+        text="答",
+    )
+    page = browser.get(f"/admin/workflows/run/{run.pk}/change/").content.decode()
+    assert f"/admin/connectors/inboundevent/{event.pk}/change/" in page
+    assert "-100123" in page
