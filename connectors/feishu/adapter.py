@@ -18,6 +18,7 @@ import functools
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -298,6 +299,17 @@ def split_text(text: str, room: int) -> list[str]:
     return parts or [""]
 
 
+# Feishu turns <at user_id="..."></at> in a bot's text or card into a real @-mention, and
+# <at user_id="all"> notifies everyone in the group. The answer comes from a model, which a
+# document or a user can instruct: the tag is defused with an invisible zero-width space, so
+# it shows as written and notifies nobody.
+_AT_TAG = re.compile(r"<(?=\s*at[\s>/])", re.IGNORECASE)
+
+
+def defuse_mentions(text: str) -> str:
+    return _AT_TAG.sub("<\u200b", text)
+
+
 def card_content(text: str) -> str:
     """An interactive card (JSON 1.0) showing ``text`` as Markdown, as a ``content`` string.
 
@@ -306,13 +318,13 @@ def card_content(text: str) -> str:
     """
     card = {
         "config": {"update_multi": True, "wide_screen_mode": True},
-        "elements": [{"tag": "markdown", "content": text or CARD_PLACEHOLDER}],
+        "elements": [{"tag": "markdown", "content": defuse_mentions(text) or CARD_PLACEHOLDER}],
     }
     return json.dumps(card, ensure_ascii=False, separators=(",", ":"))
 
 
 def text_content(text: str) -> str:
-    return json.dumps({"text": text}, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps({"text": defuse_mentions(text)}, ensure_ascii=False, separators=(",", ":"))
 
 
 _CARD_ROOM = CARD_CONTENT_BYTES - _encoded_size(card_content("x")) + 1

@@ -398,3 +398,15 @@ def test_config_and_secrets_defaults() -> None:
     assert (config.max_age_s, config.reply_in_thread) == (300, False)
     secrets = FeishuSecrets.model_validate({"app_secret": "s"})
     assert (secrets.verification_token, secrets.encrypt_key) == ("", "")
+
+
+def test_at_tags_in_an_answer_notify_nobody() -> None:
+    from connectors.feishu.adapter import card_content, defuse_mentions, text_content
+
+    answer = 'Sure <at user_id="all">everyone</at> and <AT id=ou_1></at>; a < b stays'
+    defused = defuse_mentions(answer)
+    assert "<at" not in defused.lower().replace("<\u200bat", "")
+    assert defused.replace("\u200b", "") == answer  # shows as written
+    for content in (card_content(answer), text_content(answer)):
+        assert '<at user_id=\\"all\\">' not in content
+        assert "<AT id" not in content
