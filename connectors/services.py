@@ -672,6 +672,9 @@ def _delivery_attempt(delivery: Delivery) -> bool:
         CONNECTOR_DELIVERIES.labels(*labels, "retry").inc()
         _flush_after_commit(connector.pk, delivery.chat_id, countdown=delay)
         return False
+    moved = result.handle.get("migrated_to_chat_id")
+    if moved:
+        _chat_moved(connector, old=delivery.chat_id, new=str(moved))
     delivery.status = Delivery.Status.SENT
     delivery.message_ids = result.message_ids
     delivery.handle = result.handle
@@ -686,6 +689,21 @@ def _delivery_attempt(delivery: Delivery) -> bool:
             (delivery.sent_at - delivery.event.received_at).total_seconds()
         )
     return True
+
+
+def _chat_moved(connector: Connector, *, old: str, new: str) -> None:
+    """A group became a supergroup under a new id (Telegram): its members' conversations
+    follow, so the bot keeps its memory of them."""
+    conversations = Conversation.objects.filter(
+        workflow=connector.workflow, channel=channel_of(connector.pk), chat_id=old
+    )
+    for conversation in conversations:
+        try:
+            with transaction.atomic():
+                Conversation.objects.filter(pk=conversation.pk).update(chat_id=new)
+        except IntegrityError:
+            pass  # the member already wrote in the new group: that conversation goes on
+    logger.info("connector %s: chat %s moved to %s", connector.pk, old, new)
 
 
 def delivery_retry(*, delivery: Delivery, actor: Any) -> Delivery:

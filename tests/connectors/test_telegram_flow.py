@@ -291,3 +291,17 @@ def test_a_long_reply_that_fails_part_way_is_finished_without_repeating_a_part(
     delivery = Delivery.objects.get()
     assert delivery.attempts == 2
     assert len(delivery.message_ids) == 2
+
+
+def test_a_group_upgraded_to_a_supergroup_is_answered_at_its_new_id_and_keeps_its_memory(
+    bot: Connector, telegram: TelegramDouble, worker: None
+) -> None:
+    from workflows.models import Conversation
+
+    old, new = -1001234567890, -1009876543210
+    telegram.migrate_chat(old, new)
+    post(bot, update("group_mention"))
+    wait_for(lambda: Delivery.objects.filter(status="sent").exists())
+    assert telegram.messages(new) == ["re: what is vLLM?"]
+    assert telegram.messages(old) == []
+    assert list(Conversation.objects.values_list("chat_id", flat=True)) == [str(new)]
