@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import ProtectedError, QuerySet
 from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
@@ -85,9 +85,21 @@ class WorkflowUpdateApi(_WorkflowApi):
 
 
 class WorkflowDeleteApi(_WorkflowApi):
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, 409: OpenApiTypes.OBJECT})
     def delete(self, request: Request, pk: str) -> Response:
-        services.workflow_delete(workflow=self.get_object())
+        try:
+            services.workflow_delete(workflow=self.get_object())
+        except ProtectedError as exc:
+            # A connector still starts this workflow: it must be rebound or deleted first.
+            users = ", ".join(sorted({str(obj) for obj in exc.protected_objects}))
+            return Response(
+                {
+                    "detail": f"the workflow is still used by: {users}; bind them to another "
+                    "workflow or delete them first",
+                    "field": "workflow",
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -342,3 +342,15 @@ def test_identify_reads_the_feishu_bot_s_open_id(
     assert response.json()["config"]["bot_open_id"] == feishu.bot_open_id
     assert refused.status_code == 502
     assert refused.json()["field"] == "secrets"
+
+
+@pytest.mark.django_db
+def test_a_workflow_a_connector_uses_cannot_be_deleted_and_the_answer_says_why(
+    admin_api: Client, workflow: Any
+) -> None:
+    create(admin_api, telegram_body(workflow))
+    response = admin_api.delete(f"/api/workflows/{workflow.pk}/delete/")
+    assert response.status_code == 409
+    assert "help-desk" in response.json()["detail"]
+    assert response.json()["field"] == "workflow"
+    assert Connector.objects.filter(workflow=workflow).exists()
