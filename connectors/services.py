@@ -317,13 +317,18 @@ def _event_store(
         reason=reason,
         processed_at=timezone.now() if reason else None,
     )
+    # The usual redelivery is found by a read: a failed INSERT would also work, but costs a
+    # rollback and makes PostgreSQL log the statement, payload and all, as an error.
+    if InboundEvent.objects.filter(connector=connector, dedupe_key=event.dedupe_key).exists():
+        CONNECTOR_EVENTS.labels(*labels, "duplicate").inc()
+        return None
     try:
         with transaction.atomic():
             event.save()
             if not reason:
                 transaction.on_commit(functools.partial(_enqueue_event, event.pk))
     except IntegrityError:
-        # Unique per (connector, dedupe key): the platform delivered this one before.
+        # Unique per (connector, dedupe key): a redelivery racing the first delivery.
         CONNECTOR_EVENTS.labels(*labels, "duplicate").inc()
         return None
     CONNECTOR_EVENTS.labels(*labels, "ignored" if reason else "accepted").inc()
