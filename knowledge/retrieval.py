@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from asgiref.sync import async_to_sync
 from django.db import close_old_connections
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet, Sum
 
 from knowledge.models import Chunk, Document, KnowledgeBase
 from knowledge.search import KeywordIndex, reciprocal_rank_fusion
@@ -114,16 +114,27 @@ def _scope(base: KnowledgeBase, filters: SearchFilters | None) -> _Scope | None:
 
 
 def _keyword_index(base: KnowledgeBase) -> KeywordIndex:
-    """Built in memory per process, rebuilt when the base's searchable chunks change."""
-    chunks = _searchable(base)
-    marker = tuple(chunks.aggregate(n=Count("pk"), changed=Max("document__updated_at")).values())
+    """Built in memory per process, rebuilt when the base's searchable chunks change.
+
+    The change marker is read from the base's searchable documents, not from its chunks: one
+    row per document instead of a join over every chunk (9 ms at 10k chunks, and growing with
+    them, against under 1 ms). It sees every change to the searchable chunks because a
+    document's chunks are only replaced while it is out of the searchable set (ingestion
+    moves it to "embedding" first, then writes the chunks and "indexed" in one transaction),
+    every save that brings a document into the set stamps ``updated_at``, and one leaving the
+    set lowers the count and its chunks the sum.
+    """
+    marker = tuple(
+        Document.objects.filter(knowledge_base=base, enabled=True, status=Document.Status.INDEXED)
+        .aggregate(n=Count("pk"), chunks=Sum("chunk_count"), changed=Max("updated_at"))
+        .values()
+    )
     with _keyword_lock:
         cached = _keyword_indexes.get(base.pk)
         if cached is not None and cached[0] == marker:
             return cached[1]
-    index = KeywordIndex.from_terms(
-        [(str(pk), terms.split()) for pk, terms in chunks.values_list("pk", "terms")]
-    )
+    rows = _searchable(base).values_list("pk", "terms")
+    index = KeywordIndex.from_terms([(str(pk), terms.split()) for pk, terms in rows])
     with _keyword_lock:
         _keyword_indexes[base.pk] = (marker, index)
     return index
@@ -164,6 +175,16 @@ def _ranking(
     )
 
 
+_PASSAGE_FIELDS = (
+    "document",
+    "text",
+    "heading_path",
+    "page",
+    "document__title",
+    "document__filename",
+)
+
+
 def knowledge_search(
     *,
     bases: Sequence[KnowledgeBase],
@@ -191,11 +212,15 @@ def knowledge_search(
         for chunk_id, score in ranking:
             scored[chunk_id] = max(score, scored.get(chunk_id, 0.0))
     wanted = [cid for cid, score in sorted(scored.items(), key=lambda item: -item[1])]
+    # Only what a passage shows: the stored terms are the widest column, and the model's
+    # ordering would sort rows that go into a dict.
     rows = {
         str(chunk.pk): chunk
         for chunk in _filtered(_searchable_any(bases), filters)
         .filter(pk__in=wanted)
         .select_related("document")
+        .only(*_PASSAGE_FIELDS)
+        .order_by()
     }
     passages: list[Passage] = []
     for chunk_id in wanted:

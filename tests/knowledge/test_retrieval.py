@@ -7,8 +7,10 @@ import asyncio
 from typing import Any
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
 
-from knowledge.models import Chunk
+from knowledge.models import Chunk, Document
 from knowledge.retrieval import (
     KnowledgeBaseRetriever,
     Mode,
@@ -108,6 +110,68 @@ def test_the_workflow_retriever_passes_filters_on(library: Library) -> None:
         retriever.search("annual leave", top_k=5, min_score=0.0, filters=filters)
     )
     assert _chunk_ids(passages) == library.chunk_ids("contractors.txt")
+
+
+# --- the keyword index cached per process ---------------------------------------------------
+
+
+def _keyword(library: Library, query: str) -> set[str]:
+    return _chunk_ids(knowledge_search(bases=[library.base], query=query, top_k=10, mode="keyword"))
+
+
+def test_the_keyword_index_follows_every_change_at_once(library: Library) -> None:
+    from knowledge import services
+
+    assert _keyword(library, "annual leave")  # builds and caches the base's index
+    contractors = library.documents["contractors.txt"]
+    # Re-ingested with new text of the same size: same documents, same chunk count, so only
+    # the document's updated_at tells the cache that the terms changed.
+    storage, name = contractors.file.storage, contractors.file.name
+    assert name
+    storage.delete(name)
+    assert (
+        storage.save(name, ContentFile(b"Overtime for contractors is paid every month.\n")) == name
+    )
+    contractors = services.document_ingest(document_id=str(contractors.pk))
+    assert contractors.chunk_count == 1
+    assert _keyword(library, "overtime") == library.chunk_ids("contractors.txt")
+    assert not _keyword(library, "annual leave") & library.chunk_ids("contractors.txt")
+    # A new document is found by its own words.
+    upload = SimpleUploadedFile("canteen.md", b"# Canteen\n\nThe canteen serves noodles.\n")
+    canteen = services.document_upload(
+        base=library.base, upload=upload, actor=library.curator, queue=False
+    )
+    services.document_ingest(document_id=str(canteen.pk))
+    assert _keyword(library, "noodles") == {
+        str(pk) for pk in canteen.chunks.values_list("pk", flat=True)
+    }
+    # Disabled, enabled again and deleted: out, back and out at once.
+    policy = library.documents["leave-policy.md"]
+    services.document_set_enabled(document=policy, enabled=False, actor=library.curator)
+    assert not _keyword(library, "annual leave") & library.chunk_ids("leave-policy.md")
+    services.document_set_enabled(document=policy, enabled=True, actor=library.curator)
+    assert library.chunk_ids("leave-policy.md") <= _keyword(library, "annual leave")
+    leave_ids = library.chunk_ids("leave-policy.md")
+    services.document_delete(document=policy, actor=library.curator)
+    assert not _keyword(library, "annual leave") & leave_ids
+
+
+def test_the_keyword_index_is_reused_until_the_base_changes(
+    library: Library, django_assert_num_queries: Any
+) -> None:
+    from knowledge import retrieval
+
+    first = retrieval._keyword_index(library.base)
+    # A warm keyword search is two queries: the documents' change marker and the rows of the
+    # passages (with every field a passage reads: none is loaded lazily afterwards).
+    with django_assert_num_queries(2):
+        passages = _search(library, "keyword")
+    assert passages
+    assert all(p.document_title and p.text for p in passages)
+    assert retrieval._keyword_index(library.base) is first
+    guide = library.documents["office-guide.md"]
+    Document.objects.filter(pk=guide.pk).update(status=Document.Status.QUEUED)
+    assert retrieval._keyword_index(library.base) is not first
 
 
 # --- rerank ----------------------------------------------------------------------------------
