@@ -380,7 +380,8 @@ def event_process(*, event_id: int) -> InboundEvent | None:
                 _event_finish(event, InboundEvent.Status.STARTED, run=outcome.run)
             elif outcome.status == "rate_limited":
                 _event_finish(event, InboundEvent.Status.RATE_LIMITED, outcome.reason)
-                _delivery_add(event, f"event:{event.pk}:limit", outcome.reply)
+                if outcome.reply:
+                    _delivery_add(event, f"event:{event.pk}:limit", outcome.reply)
             else:
                 _event_finish(event, InboundEvent.Status.IGNORED, outcome.reason)
     except NoPublishedVersionError as exc:
