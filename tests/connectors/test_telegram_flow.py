@@ -305,3 +305,27 @@ def test_a_group_upgraded_to_a_supergroup_is_answered_at_its_new_id_and_keeps_it
     assert telegram.messages(new) == ["re: what is vLLM?"]
     assert telegram.messages(old) == []
     assert list(Conversation.objects.values_list("chat_id", flat=True)) == [str(new)]
+
+
+def test_over_the_rate_limit_the_sender_gets_the_workflow_s_polite_reply(
+    publish: Callable[..., Any],
+    bot_factory: Callable[..., Connector],
+    telegram: TelegramDouble,
+    worker: None,
+) -> None:
+    graph = echo_chat_graph()
+    graph["settings"] = {
+        "rate_limit": {
+            "enabled": True,
+            "burst": 1,
+            "per_minute": 1,
+            "message": "慢一点，请稍后再试",
+        }
+    }
+    bot = bot_factory(publish(graph))
+    post(bot, update("private_text", update_id=1, text="one", message_id=1))
+    post(bot, update("private_text", update_id=2, text="two", message_id=2))
+    wait_for(lambda: Delivery.objects.filter(status="sent").count() == 2)
+    assert sorted(telegram.messages(ALICE)) == sorted(["re: one", "慢一点，请稍后再试"])
+    assert Run.objects.count() == 1
+    assert InboundEvent.objects.filter(status="rate_limited").count() == 1
