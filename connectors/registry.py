@@ -52,11 +52,12 @@ def secrets_dict(connector: Connector) -> dict[str, Any]:
 
 
 def _errors(prefix: str, exc: PydanticValidationError) -> list[str]:
+    # Field names and pydantic's words only: a refused secret's value is never echoed.
     return [
         f"{prefix}.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
         if error["loc"]
         else f"{prefix}: {error['msg']}"
-        for error in exc.errors()
+        for error in exc.errors(include_input=False)
     ]
 
 
@@ -71,11 +72,7 @@ def settings_problems(connector: Connector) -> dict[str, list[str]]:
     try:
         adapter.secrets_model.model_validate(secrets_dict(connector))
     except PydanticValidationError as exc:
-        # Only field names and pydantic's words: never echo a secret's value.
-        problems["secrets"] = [
-            f"secrets.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors(include_input=False)
-        ]
+        problems["secrets"] = _errors("secrets", exc)
     except ValueError:
         problems["secrets"] = ["secrets: not a JSON object"]
     return problems
