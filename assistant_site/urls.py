@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/", include("knowledge.urls")),
     path("api/", include("connectors.api_urls")),
     path("connectors/", include("connectors.urls")),
+    path("", include("frontend.urls")),
     path(
         "api/sharing/<str:label>/<str:pk>/",
         api.ObjectGrantsApi.as_view(),

@@ -26,3 +26,36 @@ compile_translations() {
         echo "WARNING: msgfmt not found (apt-get install gettext): the UI stays in English" >&2
     fi
 }
+
+# build_frontend: install the locked npm packages (again only when package-lock.json
+# changed) and build the editor's and chat's bundle into frontend/dist.
+build_frontend() {
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "ERROR: npm (Node.js 20 or newer) is needed to build the editor: apt-get install nodejs npm" >&2
+        return 1
+    fi
+    local stamp="frontend/node_modules/.installed-$(sha256sum frontend/package-lock.json | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+        echo "==> installing the editor's locked npm packages (frontend/package-lock.json)"
+        (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
+        touch "$stamp"
+    fi
+    echo "==> building the editor and chat bundle (frontend/dist)"
+    (cd frontend && npm run --silent build -- --logLevel warn)
+}
+
+# ensure_browser: Debian's chromium for the browser tests (Playwright's own browser
+# download does not work offline) and a CJK font, or Chinese renders as empty boxes.
+ensure_browser() {
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "==> installing ${missing[*]} for the browser tests"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}" >/dev/null
+    fi
+}

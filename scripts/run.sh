@@ -31,6 +31,7 @@ rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 if [ -n "${DATABASE_URL:-}" ]; then
     .venv/bin/python scripts/create_database.py "$DATABASE_URL"
 fi
+build_frontend
 .venv/bin/python manage.py prepare_site
 
 pids=()

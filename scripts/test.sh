@@ -13,6 +13,10 @@ echo "==> mypy"
 .venv/bin/mypy .
 echo "==> import-linter"
 .venv/bin/lint-imports
+echo "==> frontend: type-check, unit tests (vitest), build"
+build_frontend
+(cd frontend && npm run --silent test)
+ensure_browser
 echo "==> migrations match the models"
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
 echo "==> pytest"

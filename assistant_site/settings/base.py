@@ -227,7 +227,9 @@ AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = False
 AXES_VERBOSE = False
 AXES_CLIENT_IP_CALLABLE = "assistant_site.middleware.client_ip"
-LOGIN_URL = "admin:login"
+# Designers and viewers are not staff: the studio has its own sign-in page.
+LOGIN_URL = "frontend:login"
+LOGIN_REDIRECT_URL = "/studio/"
 # Number of reverse proxies of ours in front of the app (nginx: 1); their X-Forwarded-For
 # hop is the client address used by the audit trail and the login lockout.
 TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0, minimum=0)
@@ -338,6 +340,9 @@ USE_TZ = True
 # --- Static files ----------------------------------------------------------------------
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+# The editor's and chat's bundle, built by Vite (frontend/README.md); absent until built.
+FRONTEND_DIST = BASE_DIR / "frontend" / "dist"
+STATICFILES_DIRS = [FRONTEND_DIST] if FRONTEND_DIST.is_dir() else []
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},

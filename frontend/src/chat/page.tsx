@@ -1,0 +1,2 @@
+// The full-page web chat (helper fills in).
+export {};

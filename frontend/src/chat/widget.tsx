@@ -1,0 +1,2 @@
+// The embeddable widget (helper fills in).
+export {};

@@ -1,0 +1,3 @@
+export function WorkflowEditorPage({ workflowId }: { workflowId: string; runId?: string }) {
+  return <div className="page">Workflow {workflowId}</div>;
+}

@@ -1,0 +1,5 @@
+import type { StudioBoot } from "../boot";
+
+export function WorkflowListPage(_props: { boot: StudioBoot }) {
+  return <div className="page">Workflows</div>;
+}
