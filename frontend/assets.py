@@ -8,12 +8,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.templatetags.static import static
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-DIST_DIR = Path(__file__).resolve().parent / "dist"
-MANIFEST = DIST_DIR / ".vite" / "manifest.json"
 ENTRY_SOURCES = {
     "studio": "src/studio/main.tsx",
     "chat": "src/chat/page.tsx",
@@ -25,28 +24,34 @@ class BundleMissingError(RuntimeError):
     """The frontend was not built (`npm ci && npm run build` in frontend/)."""
 
 
+def manifest_path() -> Path:
+    return Path(settings.FRONTEND_DIST) / ".vite" / "manifest.json"
+
+
 def _read_manifest() -> dict[str, Any]:
+    path = manifest_path()
     try:
-        return dict(json.loads(MANIFEST.read_text(encoding="utf-8")))
+        return dict(json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError as exc:
         raise BundleMissingError(
-            f"the editor's bundle is not built ({MANIFEST} is missing): run "
+            f"the editor's bundle is not built ({path} is missing): run "
             "`npm ci && npm run build` in frontend/ (scripts/run.sh does)"
         ) from exc
 
 
 @lru_cache(maxsize=1)
-def _cached_manifest(mtime: float) -> dict[str, Any]:
+def _cached_manifest(path: Path, mtime: float) -> dict[str, Any]:
     return _read_manifest()
 
 
 def manifest() -> dict[str, Any]:
     """The manifest, re-read when a rebuild changed it."""
+    path = manifest_path()
     try:
-        mtime = MANIFEST.stat().st_mtime
+        mtime = path.stat().st_mtime
     except FileNotFoundError:
         return _read_manifest()  # raises BundleMissingError
-    return _cached_manifest(mtime)
+    return _cached_manifest(path, mtime)
 
 
 def entry_files(entry: str) -> tuple[str, list[str]]:

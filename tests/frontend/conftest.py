@@ -19,7 +19,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from frontend.assets import MANIFEST
+from frontend.assets import manifest_path
 from tests.conftest import REPO, close_sessions_since, database_now, free_port, require_service
 
 SCREENSHOTS = REPO / "test-output" / "browser"
@@ -38,7 +38,9 @@ def live_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
 
     from assistant_site.asgi import application
 
-    require_service(MANIFEST.exists(), "the built frontend bundle (npm run build in frontend/)")
+    require_service(
+        manifest_path().exists(), "the built frontend bundle (npm run build in frontend/)"
+    )
     static = ASGIStaticFilesHandler(get_asgi_application())
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
