@@ -17,7 +17,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from assistant_site.crypto import is_set
-from assistant_site.permissions import ObjectPermission, ViewableObjectsFilter, user_can
+from assistant_site.permissions import (
+    ObjectPermission,
+    ViewableObjectsFilter,
+    object_actions,
+    user_can,
+)
 from workflows import services
 from workflows.engine.diff import graph_diff
 from workflows.exceptions import (
@@ -70,8 +75,24 @@ class WorkflowCreateApi(_WorkflowApi):
         return Response(WorkflowOutputSerializer(workflow).data, status=status.HTTP_201_CREATED)
 
 
+class WorkflowDetailOutputSerializer(WorkflowOutputSerializer):
+    # What the caller may do here, so a client (the editor) can offer only those actions;
+    # the API still checks each one.
+    permissions = serializers.SerializerMethodField()
+
+    class Meta(WorkflowOutputSerializer.Meta):
+        fields = (*WorkflowOutputSerializer.Meta.fields, "permissions")
+
+    def get_permissions(self, workflow: Workflow) -> list[str]:
+        user = self.context["request"].user
+        return [action for action in object_actions(Workflow) if user_can(user, action, workflow)]
+
+
 class WorkflowDetailApi(_WorkflowApi, generics.RetrieveAPIView[Workflow]):
-    pass
+    """The workflow, with `permissions`: the caller's actions on it (view, change, publish,
+    run, delete)."""
+
+    serializer_class = WorkflowDetailOutputSerializer
 
 
 class WorkflowUpdateApi(_WorkflowApi):
@@ -759,6 +780,36 @@ class WorkflowWebhookRunApi(APIView):
         except WebhookRefusedError as exc:
             return Response({"detail": str(exc), "field": exc.field}, status=exc.status)
         return Response(_webhook_run_answer(request, run, node_id))
+
+
+class RunSummarySerializer(serializers.ModelSerializer[Run]):
+    version = serializers.IntegerField(source="version.number", allow_null=True, default=None)
+
+    class Meta:
+        model = Run
+        fields = (
+            "id",
+            "version",
+            "trigger_kind",
+            "status",
+            "input",
+            "output",
+            "error",
+            "created_at",
+            "duration_ms",
+        )
+
+
+class WorkflowRunListApi(_WorkflowApi):
+    """The workflow's runs, newest first, 50 a page (`?page=`); each run's trace is at
+    `runs/<id>/`."""
+
+    @extend_schema(responses=RunSummarySerializer(many=True))
+    def get(self, request: Request, pk: str) -> Response:
+        workflow = self.get_object()
+        runs = workflow.runs.select_related("version").order_by("-created_at")
+        page = self.paginate_queryset(runs)
+        return self.get_paginated_response(RunSummarySerializer(page, many=True).data)
 
 
 class RunDetailApi(generics.RetrieveAPIView[Run]):

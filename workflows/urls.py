@@ -32,6 +32,7 @@ urlpatterns = [
         api.WorkflowRunCreateApi.as_view(),
         name="workflow-run-create",
     ),
+    path("workflows/<uuid:pk>/runs/", api.WorkflowRunListApi.as_view(), name="workflow-runs"),
     path(
         "workflows/<uuid:pk>/messages/",
         api.WorkflowMessageApi.as_view(),

@@ -141,6 +141,27 @@ def test_a_test_run_of_the_draft_returns_output_and_trace(
     ]
     assert run["nodes"][1]["outputs"] == {"text": "你好，世界"}
     assert run["version"] is None
+    listed = api.get(f"/api/workflows/{workflow.pk}/runs/").json()
+    assert listed["count"] == 1
+    assert listed["results"][0]["id"] == started.json()["id"]
+    assert listed["results"][0]["status"] == "succeeded"
+    assert listed["results"][0]["output"] == "你好，世界"
+
+
+def test_the_detail_names_the_callers_actions(
+    api: Client, workflow: Workflow, make_user: Callable[..., Any]
+) -> None:
+    assert set(api.get(f"/api/workflows/{workflow.pk}/").json()["permissions"]) == {
+        "view",
+        "change",
+        "delete",
+        "publish",
+        "run",
+    }
+    viewer = make_user("viewer", roles=(VIEWER,))
+    client = Client()
+    client.force_login(viewer)
+    assert client.get(f"/api/workflows/{workflow.pk}/").json()["permissions"] == ["view"]
 
 
 def test_running_needs_a_published_version_or_the_draft(api: Client, workflow: Workflow) -> None:
@@ -178,7 +199,7 @@ def test_someone_without_access_gets_404_everywhere(
     stranger = make_user("stranger", roles=(DESIGNER,))
     client = Client()
     client.force_login(stranger)
-    for url in ("draft/", "versions/"):
+    for url in ("", "draft/", "versions/", "runs/"):
         assert client.get(f"/api/workflows/{workflow.pk}/{url}").status_code == 404
     assert client.post(f"/api/workflows/{workflow.pk}/validate/").status_code == 404
 
