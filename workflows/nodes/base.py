@@ -87,7 +87,9 @@ class Node(ABC, Generic[ConfigT]):
     Config: ClassVar[type[NodeConfig]]
     # Output name -> JSON type ("string", "object", "array", "boolean", "number").
     outputs: ClassVar[dict[str, str]] = {}
-    # Config fields whose values are templates (checked at validation, rendered at run).
+    # Config fields whose values are templates (checked at validation, rendered at run; the
+    # editor offers variables in them). A path with `*` names a field of every list item
+    # (`cases.*.left`); a type with such paths overrides template_sources.
     template_fields: ClassVar[tuple[str, ...]] = ()
     # A terminal node ends its path: it has no output handle.
     terminal: ClassVar[bool] = False

@@ -90,6 +90,8 @@ class Condition(Node[ConditionConfig]):
     description = "If / else if / else on text and numbers: follows the first matching branch."
     Config = ConditionConfig
     outputs = {"matched": "string"}
+    # For the editor (`*`: every case); template_sources says what is rendered.
+    template_fields = ("cases.*.left", "cases.*.right")
 
     @classmethod
     def branches(cls, config: NodeConfig) -> list[str]:

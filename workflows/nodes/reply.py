@@ -103,6 +103,8 @@ class Reply(Node[ReplyConfig]):
     description = "Replies with text, Markdown or a card; the path may go on afterwards."
     Config = ReplyConfig
     outputs = {"format": "string", "text": "string", "card": "object"}
+    # For the editor; template_sources below says what is rendered (the card's strings too).
+    template_fields = ("text",)
 
     @classmethod
     def template_sources(cls, config: NodeConfig) -> dict[str, str]:

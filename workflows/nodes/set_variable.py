@@ -54,6 +54,8 @@ class SetVariable(Node[SetVariableConfig]):
     description = "Renders values and stores them as workflow variables for later nodes."
     Config = SetVariableConfig
     outputs = {"values": "object"}
+    # For the editor (`*`: every item of the list); template_sources says what is rendered.
+    template_fields = ("assignments.*.value",)
 
     @classmethod
     def template_sources(cls, config: NodeConfig) -> dict[str, str]:

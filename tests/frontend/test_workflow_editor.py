@@ -1,0 +1,164 @@
+"""The designer's journey in the node editor, a save conflict, and the read-only viewer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.conf import LazySettings
+from playwright.sync_api import BrowserContext, Page, expect
+
+from assistant_site.roles import DESIGNER, VIEWER
+from knowledge import services as knowledge_services
+from knowledge.models import KnowledgeBase
+from tests.connectors.conftest import worker  # noqa: F401  (a real Celery worker fixture)
+from tests.doubles.vllm_server import VllmDouble
+from tests.frontend.conftest import screenshot, sign_in
+from tests.frontend.editor_helpers import add_from_palette, canvas_node, connect, select_node
+from workflows import services as workflow_services
+from workflows.models import Run, Workflow
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+@pytest.fixture
+def designer(make_user: Callable[..., Any]) -> Any:
+    return make_user("designer", roles=(DESIGNER,))
+
+
+@pytest.fixture
+def knowledge_base(designer: Any, settings: LazySettings, chroma_url: str) -> KnowledgeBase:
+    settings.CHROMA_URL = chroma_url
+    return knowledge_services.knowledge_base_create(
+        actor=designer, data={"name": "产品手册", "description": "FAQ"}
+    )
+
+
+@pytest.fixture
+def model(designer: Any, make_user: Callable[..., Any]) -> Iterator[VllmDouble]:
+    admin = make_user("root", is_superuser=True, is_staff=True)
+    with VllmDouble(token_delay_s=0.05) as double:
+        double.reply = "您好！退货请在订单页申请。"
+        workflow_services.model_endpoint_create(
+            actor=admin, data={"name": "qwen", "base_url": double.base_url, "model": double.model}
+        )
+        yield double
+
+
+def test_a_designer_builds_validates_saves_publishes_runs_and_rolls_back(
+    page: Page,
+    live_url: str,
+    designer: Any,
+    knowledge_base: KnowledgeBase,
+    model: VllmDouble,
+    worker: None,  # noqa: F811
+    request: pytest.FixtureRequest,
+) -> None:
+    sign_in(page, live_url, "designer")
+    page.get_by_label("Name").fill("退货助手")
+    page.get_by_role("button", name="New workflow").click()
+    expect(page.get_by_role("heading", name="退货助手")).to_be_visible()
+    workflow = Workflow.objects.get(name="退货助手")
+
+    for title in ("Message", "Knowledge retrieval", "LLM", "Reply"):
+        add_from_palette(page, title)
+    page.get_by_role("button", name="Auto-layout").click()
+    for node_id in ("message_trigger", "knowledge_retrieval", "llm", "reply"):
+        expect(canvas_node(page, node_id)).to_be_visible()
+    connect(page, "message_trigger", "knowledge_retrieval")
+    connect(page, "knowledge_retrieval", "llm")
+    connect(page, "llm", "reply")
+    page.get_by_role("button", name="Auto-layout").click()
+    expect(page.locator(".react-flow__edge")).to_have_count(3)
+    screenshot(page, request, "1-built")
+
+    # The validator's problems appear on the nodes they concern and on their fields.
+    retrieval = canvas_node(page, "knowledge_retrieval")
+    expect(retrieval.locator(".flow-node-problems")).to_be_visible()
+    select_node(page, "knowledge_retrieval")
+    panel = page.get_by_role("region", name="Settings")
+    expect(panel.get_by_role("heading", name="Knowledge retrieval")).to_be_visible()
+    expect(panel.locator(".error-detail").first).to_be_visible()
+    screenshot(page, request, "2-problem")
+    panel.get_by_role("button", name="Add").first.click()
+    panel.locator("input[type=number]").first.fill(str(knowledge_base.pk))
+    expect(retrieval.locator(".flow-node-problems")).to_have_count(0)
+
+    select_node(page, "llm")
+    panel.get_by_role("button", name="Add").first.click()
+    panel.locator('input[id*="endpoints"]').first.fill("qwen")
+    prompt = panel.get_by_label("User prompt", exact=True)
+    prompt.fill("资料：")
+    panel.get_by_label("Insert a variable: User prompt").select_option("nodes.knowledge_retrieval.context")
+    expect(prompt).to_have_value("资料：{{ nodes.knowledge_retrieval.context }}")
+    prompt.press("End")
+    prompt.type(" 问题：{{ trigger.text }}")
+
+    select_node(page, "reply")
+    panel.get_by_label("Insert a variable: Text").select_option("nodes.llm.text")
+    expect(page.locator(".problem-count")).to_have_text("No problems")
+
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".save-state")).to_have_text("Saved")
+    workflow.refresh_from_db()
+    assert [n["id"] for n in workflow.draft["nodes"]] == [
+        "message_trigger",
+        "knowledge_retrieval",
+        "llm",
+        "reply",
+    ]
+    assert workflow.draft["nodes"][1]["config"]["knowledge_base_ids"] == [knowledge_base.pk]
+    assert "{{ nodes.knowledge_retrieval.context }}" in workflow.draft["nodes"][2]["config"]["prompt"]
+
+    # Publish version 1 with a changelog.
+    page.get_by_role("button", name="Publish").click()
+    page.get_by_label("What changed").fill("第一版：检索 + 回答")
+    page.get_by_role("dialog").get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("status")).to_contain_text("Published version 1")
+
+    # A test run: each node lights up with status, latency and tokens over the socket.
+    page.get_by_role("button", name="Test run").click()
+    page.get_by_role("textbox", name="Message").fill("怎么退货？")
+    page.get_by_role("button", name="Run", exact=True).click()
+    run_panel = page.get_by_role("region", name="Test run of the draft")
+    expect(run_panel.locator(".run-status")).to_have_text("Status: succeeded", timeout=30_000)
+    expect(run_panel.locator(".run-output")).to_contain_text("您好！退货请在订单页申请。")
+    for node_id in ("message_trigger", "knowledge_retrieval", "llm", "reply"):
+        expect(canvas_node(page, node_id).locator(".flow-node")).to_have_attribute(
+            "data-status", "succeeded"
+        )
+    expect(canvas_node(page, "llm").locator(".flow-node-trace")).to_contain_text("tokens")
+    expect(canvas_node(page, "llm").locator(".flow-node-trace")).to_contain_text("ms")
+    screenshot(page, request, "3-run")
+    run = Run.objects.get(workflow=workflow)
+    assert run.status == "succeeded"
+
+    # Version 2 drops the knowledge step; rolling back restores version 1's graph.
+    page.get_by_role("button", name="Close").click()
+    select_node(page, "knowledge_retrieval")
+    page.keyboard.press("Delete")
+    expect(canvas_node(page, "knowledge_retrieval")).to_have_count(0)
+    connect(page, "message_trigger", "llm")
+    select_node(page, "llm")
+    page.get_by_role("region", name="Settings").get_by_label("User prompt", exact=True).fill("{{ trigger.text }}")
+    page.get_by_role("button", name="Publish").click()
+    page.get_by_label("What changed").fill("去掉检索")
+    page.get_by_role("dialog").get_by_role("button", name="Publish").click()
+    expect(page.get_by_role("status")).to_contain_text("Published version 2")
+
+    page.get_by_role("button", name="Versions").click()
+    versions = page.get_by_role("region", name="Version history")
+    expect(versions.get_by_text("去掉检索")).to_be_visible()
+    versions.get_by_label("From").select_option("1")
+    versions.get_by_label("To").select_option("2")
+    versions.get_by_role("button", name="Compare").click()
+    expect(versions.locator(".diff-removed")).to_contain_text("knowledge_retrieval")
+    screenshot(page, request, "4-diff")
+    page.once("dialog", lambda dialog: dialog.accept())
+    versions.locator("li").filter(has_text="第一版").get_by_role("button", name="Roll back").click()
+    expect(page.get_by_role("status")).to_contain_text("Version 1 is live again as version 3")
+    expect(canvas_node(page, "knowledge_retrieval")).to_be_visible()
+    workflow.refresh_from_db()
+    assert workflow.versions.count() == 3
+    assert any(n["id"] == "knowledge_retrieval" for n in workflow.draft["nodes"])
