@@ -82,16 +82,23 @@ def chat_page(request: HttpRequest, pk: int) -> HttpResponse:
 @cache_control(public=True, max_age=300)
 def widget_loader(request: HttpRequest) -> HttpResponse:
     """`/chat/widget.js`: a stable address for embedding that loads the current hashed widget
-    bundle. Cached for five minutes, so a deployment reaches embedded widgets quickly."""
+    bundle. Cached for five minutes, so a deployment reaches embedded widgets quickly.
+    Attributes of the tag: ``data-connector`` (required), ``data-title``, ``data-language``
+    (default: the browser's)."""
     try:
         bundle = request.build_absolute_uri(entry_url("widget"))
     except BundleMissingError as exc:
         return _bundle_missing(exc)
+    # The session endpoint's path with "{id}" where the connector goes (the tag names it).
+    marker = 987654321
+    session = reverse("connectors:webchat-session", args=[marker]).replace(str(marker), "{id}")
     script = (
         "(function(){var s=document.currentScript;if(!s)return;"
         "var q=window.AssistantStudioChat=window.AssistantStudioChat||[];"
         "q.push({connector:s.getAttribute('data-connector'),"
         "title:s.getAttribute('data-title')||'',"
+        "language:s.getAttribute('data-language')||'',"
+        f"session:{json.dumps(session)},"
         "origin:new URL(s.src,location.href).origin});"
         "var m=document.createElement('script');m.type='module';m.crossOrigin='anonymous';"
         f"m.src={json.dumps(bundle)};document.head.appendChild(m);}})();\n"

@@ -19,6 +19,7 @@ from assistant_site.crypto import SecretDecryptionError
 from assistant_site.permissions import (
     ObjectPermission,
     ViewableObjectsFilter,
+    object_actions,
     permitted,
     user_can,
     viewable,
@@ -41,7 +42,7 @@ class KnowledgeBaseOutputSerializer(serializers.ModelSerializer[KnowledgeBase]):
 
     class Meta:
         model = KnowledgeBase
-        fields = (
+        fields: tuple[str, ...] = (
             "id",
             "name",
             "description",
@@ -100,8 +101,23 @@ class KnowledgeBaseCreateApi(_KnowledgeBaseApi):
         return Response(KnowledgeBaseOutputSerializer(base).data, status=status.HTTP_201_CREATED)
 
 
+class KnowledgeBaseDetailOutputSerializer(KnowledgeBaseOutputSerializer):
+    # The caller's actions on the base (view, change, delete, manage_documents), so a client
+    # offers only those; the API still checks each one.
+    permissions = serializers.SerializerMethodField()
+
+    class Meta(KnowledgeBaseOutputSerializer.Meta):
+        fields = (*KnowledgeBaseOutputSerializer.Meta.fields, "permissions")
+
+    def get_permissions(self, base: KnowledgeBase) -> list[str]:
+        user = self.context["request"].user
+        return [action for action in object_actions(KnowledgeBase) if user_can(user, action, base)]
+
+
 class KnowledgeBaseDetailApi(_KnowledgeBaseApi, generics.RetrieveAPIView[KnowledgeBase]):
-    pass
+    """The base, with `permissions`: the caller's actions on it."""
+
+    serializer_class = KnowledgeBaseDetailOutputSerializer
 
 
 class KnowledgeBaseUpdateApi(_KnowledgeBaseApi):

@@ -12,6 +12,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,7 +24,7 @@ from assistant_site.permissions import (
     object_actions,
     user_can,
 )
-from workflows import services
+from workflows import node_types, services
 from workflows.engine.diff import graph_diff
 from workflows.exceptions import (
     DraftConflictError,
@@ -32,7 +33,6 @@ from workflows.exceptions import (
     WorkflowInvalidError,
 )
 from workflows.models import Credential, ModelEndpoint, NodeRun, Run, Workflow, WorkflowVersion
-from workflows.nodes import registry
 from workflows.nodes.message_trigger import ChatMessage
 from workflows.nodes.webhook_trigger import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from workflows.selectors import run_list
@@ -43,7 +43,14 @@ class WorkflowOutputSerializer(serializers.ModelSerializer[Workflow]):
 
     class Meta:
         model = Workflow
-        fields = ("id", "name", "description", "created_by", "created_at", "updated_at")
+        fields: tuple[str, ...] = (
+            "id",
+            "name",
+            "description",
+            "created_by",
+            "created_at",
+            "updated_at",
+        )
 
 
 class WorkflowInputSerializer(serializers.Serializer[Any]):
@@ -340,11 +347,10 @@ class NodeTypeListApi(APIView):
 
     @extend_schema(responses=NodeTypeOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response([registry.describe(node_type) for node_type in _shipped_node_types()])
-
-
-def _shipped_node_types() -> list[Any]:
-    return [t for t in registry.all_types() if not t.__module__.startswith("tests.")]
+        # Titles and descriptions in the request's language (LocaleMiddleware).
+        return Response(
+            [node_types.describe(node_type) for node_type in node_types.shipped_node_types()]
+        )
 
 
 def _invalid(exc: WorkflowInvalidError) -> Response:
@@ -808,8 +814,9 @@ class WorkflowRunListApi(_WorkflowApi):
     def get(self, request: Request, pk: str) -> Response:
         workflow = self.get_object()
         runs = workflow.runs.select_related("version").order_by("-created_at")
-        page = self.paginate_queryset(runs)
-        return self.get_paginated_response(RunSummarySerializer(page, many=True).data)
+        paginator = PageNumberPagination()
+        page = paginator.paginate_queryset(runs, request, view=self)
+        return paginator.get_paginated_response(RunSummarySerializer(page, many=True).data)
 
 
 class RunDetailApi(generics.RetrieveAPIView[Run]):

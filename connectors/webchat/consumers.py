@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.http.request import validate_host
+from django.http.request import split_domain_port, validate_host
 
 from connectors import services
 from connectors.models import Connector
@@ -53,7 +53,8 @@ def origin_allowed(origin: str, config: WebchatConfig) -> bool:
         return True
     if origin.rstrip("/") in {allowed.rstrip("/") for allowed in config.allowed_origins}:
         return True
-    host = urlsplit(origin).netloc
+    # ALLOWED_HOSTS names hosts without ports: this site on :8000 is still this site.
+    host, _port = split_domain_port(urlsplit(origin).netloc)
     return bool(host) and validate_host(host, settings.ALLOWED_HOSTS)
 
 

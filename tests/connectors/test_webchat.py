@@ -272,3 +272,15 @@ def test_heartbeats_keep_an_active_socket_and_idle_ones_are_closed(
     assert closed["code"] == consumers.CLOSE_IDLE
     # Closed for idleness counted from the client's last message, not from the connect.
     assert quiet_s >= 4.5
+
+
+def test_this_site_on_any_port_may_open_its_own_chat(settings: Any) -> None:
+    from connectors.webchat.adapter import WebchatConfig
+
+    settings.ALLOWED_HOSTS = ["studio.example.com", "127.0.0.1"]
+    config = WebchatConfig(allowed_origins=["https://shop.example.com"])
+    assert consumers.origin_allowed("http://127.0.0.1:8000", config)
+    assert consumers.origin_allowed("https://studio.example.com", config)
+    assert consumers.origin_allowed("https://shop.example.com", config)
+    assert not consumers.origin_allowed("https://evil.example.com:8000", config)
+    assert not consumers.origin_allowed("https://shop.example.com:8443", config)

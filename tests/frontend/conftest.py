@@ -45,9 +45,19 @@ def live_url(django_db_setup: None, django_db_blocker: Any) -> Iterator[str]:
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/static/"):
-            await static(scope, receive, send)
+            await static(scope, receive, with_cors(send))
         else:
             await application(scope, receive, send)
+
+    def with_cors(send: Any) -> Any:
+        # As WhiteNoise does in production: the widget's bundle loads on other sites.
+        async def send_with_cors(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = [*message.get("headers", []), (b"access-control-allow-origin", b"*")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return send_with_cors
 
     port = free_port()
     with django_db_blocker.unblock():

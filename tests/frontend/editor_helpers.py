@@ -16,13 +16,20 @@ def add_from_palette(page: Page, title: str) -> None:
 
 def connect(page: Page, source: str, target: str, handle: str = "out") -> None:
     """Drag from a node's output handle to another node's input handle with the mouse."""
-    start = canvas_node(page, source).locator(f'.react-flow__handle.source[data-handleid="{handle}"]')
+    start = canvas_node(page, source).locator(
+        f'.react-flow__handle.source[data-handleid="{handle}"]'
+    )
     end = canvas_node(page, target).locator('.react-flow__handle.target[data-handleid="in"]')
     start_box, end_box = start.bounding_box(), end.bounding_box()
-    assert start_box is not None and end_box is not None
-    page.mouse.move(start_box["x"] + start_box["width"] / 2, start_box["y"] + start_box["height"] / 2)
+    assert start_box is not None
+    assert end_box is not None
+    page.mouse.move(
+        start_box["x"] + start_box["width"] / 2, start_box["y"] + start_box["height"] / 2
+    )
     page.mouse.down()
-    page.mouse.move(end_box["x"] + end_box["width"] / 2, end_box["y"] + end_box["height"] / 2, steps=8)
+    page.mouse.move(
+        end_box["x"] + end_box["width"] / 2, end_box["y"] + end_box["height"] / 2, steps=8
+    )
     page.mouse.up()
 
 

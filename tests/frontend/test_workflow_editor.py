@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 from django.conf import LazySettings
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
-from assistant_site.roles import DESIGNER, VIEWER
+from assistant_site.roles import DESIGNER
 from knowledge import services as knowledge_services
 from knowledge.models import KnowledgeBase
 from tests.connectors.conftest import worker  # noqa: F401  (a real Celery worker fixture)
@@ -90,7 +90,9 @@ def test_a_designer_builds_validates_saves_publishes_runs_and_rolls_back(
     panel.locator('input[id*="endpoints"]').first.fill("qwen")
     prompt = panel.get_by_label("User prompt", exact=True)
     prompt.fill("资料：")
-    panel.get_by_label("Insert a variable: User prompt").select_option("nodes.knowledge_retrieval.context")
+    panel.get_by_label("Insert a variable: User prompt").select_option(
+        "nodes.knowledge_retrieval.context"
+    )
     expect(prompt).to_have_value("资料：{{ nodes.knowledge_retrieval.context }}")
     prompt.press("End")
     prompt.type(" 问题：{{ trigger.text }}")
@@ -109,7 +111,9 @@ def test_a_designer_builds_validates_saves_publishes_runs_and_rolls_back(
         "reply",
     ]
     assert workflow.draft["nodes"][1]["config"]["knowledge_base_ids"] == [knowledge_base.pk]
-    assert "{{ nodes.knowledge_retrieval.context }}" in workflow.draft["nodes"][2]["config"]["prompt"]
+    assert (
+        "{{ nodes.knowledge_retrieval.context }}" in workflow.draft["nodes"][2]["config"]["prompt"]
+    )
 
     # Publish version 1 with a changelog.
     page.get_by_role("button", name="Publish").click()
@@ -123,7 +127,9 @@ def test_a_designer_builds_validates_saves_publishes_runs_and_rolls_back(
     page.get_by_role("button", name="Run", exact=True).click()
     run_panel = page.get_by_role("region", name="Test run of the draft")
     expect(run_panel.locator(".run-status")).to_have_text("Status: succeeded", timeout=30_000)
-    expect(run_panel.locator(".run-output")).to_contain_text("您好！退货请在订单页申请。")
+    reply_trace = run_panel.locator('.run-nodes li[data-node-id="reply"]')
+    reply_trace.locator("summary").click()
+    expect(reply_trace).to_contain_text("您好！退货请在订单页申请。")
     for node_id in ("message_trigger", "knowledge_retrieval", "llm", "reply"):
         expect(canvas_node(page, node_id).locator(".flow-node")).to_have_attribute(
             "data-status", "succeeded"
@@ -135,13 +141,15 @@ def test_a_designer_builds_validates_saves_publishes_runs_and_rolls_back(
     assert run.status == "succeeded"
 
     # Version 2 drops the knowledge step; rolling back restores version 1's graph.
-    page.get_by_role("button", name="Close").click()
+    run_panel.get_by_role("button", name="Close").click()
     select_node(page, "knowledge_retrieval")
     page.keyboard.press("Delete")
     expect(canvas_node(page, "knowledge_retrieval")).to_have_count(0)
     connect(page, "message_trigger", "llm")
     select_node(page, "llm")
-    page.get_by_role("region", name="Settings").get_by_label("User prompt", exact=True).fill("{{ trigger.text }}")
+    page.get_by_role("region", name="Settings").get_by_label("User prompt", exact=True).fill(
+        "{{ trigger.text }}"
+    )
     page.get_by_role("button", name="Publish").click()
     page.get_by_label("What changed").fill("去掉检索")
     page.get_by_role("dialog").get_by_role("button", name="Publish").click()
@@ -153,7 +161,7 @@ def test_a_designer_builds_validates_saves_publishes_runs_and_rolls_back(
     versions.get_by_label("From").select_option("1")
     versions.get_by_label("To").select_option("2")
     versions.get_by_role("button", name="Compare").click()
-    expect(versions.locator(".diff-removed")).to_contain_text("knowledge_retrieval")
+    expect(versions.locator(".diff-removed").first).to_contain_text("knowledge_retrieval")
     screenshot(page, request, "4-diff")
     page.once("dialog", lambda dialog: dialog.accept())
     versions.locator("li").filter(has_text="第一版").get_by_role("button", name="Roll back").click()

@@ -222,6 +222,16 @@ def test_the_list_shows_a_base_only_to_those_who_may_view_it(
     assert (world.base.pk in listed) == ("view" in GRANTS.get(level, ()))
 
 
+@pytest.mark.parametrize("level", ["viewer", "editor", "manager", "deleter"])
+def test_the_detail_names_the_callers_actions(
+    level: str, world: World, make_user: Callable[..., Any]
+) -> None:
+    client = Client()
+    client.force_login(_caller(level, world, make_user))
+    answer = client.get(f"/api/knowledge-bases/{world.base.pk}/").json()
+    assert set(answer["permissions"]) == set(GRANTS[level])
+
+
 @pytest.mark.django_db(transaction=True)  # the consumer reads on a thread of its own
 @pytest.mark.parametrize("level", LEVELS)
 def test_the_status_websocket_accepts_only_viewers(

@@ -28,6 +28,7 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "diff": ("get", "workflows/{wf}/diff/?from=1", None),
     "export": ("get", "workflows/{wf}/export/", None),
     "run detail": ("get", "runs/{run}/", None),
+    "runs": ("get", "workflows/{wf}/runs/", None),
     "update": ("patch", "workflows/{wf}/update/", {"name": "renamed"}),
     "draft save": (
         "post",
@@ -43,7 +44,7 @@ ENDPOINTS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "delete": ("delete", "workflows/{wf}/delete/", None),
 }
 
-VIEW_ONLY = {"detail", "draft", "validate", "versions", "diff", "export", "run detail"}
+VIEW_ONLY = {"detail", "draft", "validate", "versions", "diff", "export", "run detail", "runs"}
 MATRIX: dict[str, dict[str, Any]] = {
     "owner": dict.fromkeys(ENDPOINTS, ALLOWED),
     "viewer": {name: ALLOWED if name in VIEW_ONLY else FORBIDDEN for name in ENDPOINTS},

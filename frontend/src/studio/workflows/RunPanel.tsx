@@ -139,6 +139,37 @@ export function RunPanel(props: {
               <pre className="run-output error-text">{trace.error}</pre>
             </>
           )}
+          <h3>{t("run_nodes")}</h3>
+          <ol className="run-nodes">
+            {Object.entries(trace.nodes).map(([nodeId, node]) => (
+              <li key={nodeId} data-node-id={nodeId}>
+                <details>
+                  <summary>
+                    <span className={`badge status-${node.status}`}>{t(`status_${node.status}`, node.status)}</span>{" "}
+                    <code>{nodeId}</code>
+                    {node.durationMs != null && <span className="muted"> · {t("node_latency", { ms: Math.round(node.durationMs) })}</span>}
+                    {node.tokensIn || node.tokensOut ? (
+                      <span className="muted">
+                        {" "}
+                        · {t("node_tokens", { tokensIn: node.tokensIn ?? 0, tokensOut: node.tokensOut ?? 0 })}
+                      </span>
+                    ) : null}
+                  </summary>
+                  {node.branch && (
+                    <p>
+                      {t("branch")}: <code>{node.branch}</code>
+                    </p>
+                  )}
+                  {node.error && <p className="error-text">{node.error}</p>}
+                  {node.status === "running" && node.streamed ? (
+                    <pre className="run-output">{node.streamed}</pre>
+                  ) : (
+                    node.outputs && <pre className="run-output">{JSON.stringify(node.outputs, null, 2)}</pre>
+                  )}
+                </details>
+              </li>
+            ))}
+          </ol>
         </div>
       )}
       <h3>{t("run_history")}</h3>
