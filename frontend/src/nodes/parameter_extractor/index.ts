@@ -2,7 +2,7 @@
 import { text, type NodeUi } from "../types";
 
 const ui: NodeUi = {
-  icon: "⌗",
+  icon: "{}",
   color: "#2563eb",
   summary: (config) => text(config.instructions),
 };

@@ -87,6 +87,9 @@ function Editor({ workflowId, runId }: { workflowId: string; runId?: string }) {
   const [versionsKey, setVersionsKey] = useState(0);
   const [trace, setTrace] = useState<RunTrace | null>(null);
   const [fitRequest, setFitRequest] = useState(0);
+  // Measured node sizes: the canvas is controlled, so they must come back with every node
+  // (the minimap, fitting and visibility culling use them).
+  const [sizes, setSizes] = useState<Map<string, { width: number; height: number }>>(new Map());
   const clipboard = useRef<Clipboard | null>(null);
   const dragStart = useRef<Graph | null>(null);
   const lastEdit = useRef<{ key: string; at: number }>({ key: "", at: 0 });
@@ -197,7 +200,12 @@ function Editor({ workflowId, runId }: { workflowId: string; runId?: string }) {
       let ended = false;
       const positions = new Map<string, { x: number; y: number }>();
       const selection = new Map<string, boolean>();
+      const measured = new Map<string, { width: number; height: number }>();
       for (const item of changes) {
+        if (item.type === "dimensions" && item.dimensions) {
+          measured.set(item.id, { width: item.dimensions.width, height: item.dimensions.height });
+          continue;
+        }
         if (item.type === "position" && item.position) {
           positions.set(item.id, item.position);
           moved = true;
@@ -207,6 +215,15 @@ function Editor({ workflowId, runId }: { workflowId: string; runId?: string }) {
         } else if (item.type === "select") {
           selection.set(item.id, item.selected);
         }
+      }
+      if (measured.size) {
+        setSizes((current) => {
+          const changed = [...measured].some(([id, size]) => {
+            const known = current.get(id);
+            return !known || known.width !== size.width || known.height !== size.height;
+          });
+          return changed ? new Map([...current, ...measured]) : current;
+        });
       }
       if (selection.size) {
         setSelected((current) => {
@@ -414,6 +431,7 @@ function Editor({ workflowId, runId }: { workflowId: string; runId?: string }) {
         id: node.id,
         type: "workflow" as const,
         position: node.position ?? { x: 0, y: 0 },
+        measured: sizes.get(node.id),
         data,
         selected: selected.has(node.id),
         draggable: !readOnly,
@@ -423,7 +441,7 @@ function Editor({ workflowId, runId }: { workflowId: string; runId?: string }) {
     });
     dataCache.current = next;
     return list;
-  }, [graph.nodes, byNode, trace, types, readOnly, selected]);
+  }, [graph.nodes, byNode, trace, types, readOnly, selected, sizes]);
 
   const edges: Edge[] = useMemo(
     () =>
