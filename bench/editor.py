@@ -148,7 +148,10 @@ INIT_SCRIPT = r"""
     return node && node.classList ? node.classList : null;
   };
   const countCommit = (root) => {
-    const stats = { components: 0, flowNodes: 0, nodeWrappers: 0, regions: {} };
+    const stats = {
+      components: 0, flowNodes: 0, flowNodeMounts: 0, nodeWrappers: 0, regions: {},
+      domNodes: document.querySelectorAll(".react-flow__node").length,
+    };
     const walk = (next, prev, region) => {
       const own = classes(next);
       if (own) {
@@ -160,7 +163,10 @@ INIT_SCRIPT = r"""
         stats.components += 1;
         stats.regions[region] = (stats.regions[region] || 0) + 1;
         const child = classes(next.child);
-        if (child && child.contains("flow-node")) stats.flowNodes += 1;
+        if (child && child.contains("flow-node")) {
+          stats.flowNodes += 1;
+          if (prev === null) stats.flowNodeMounts += 1;
+        }
         if (child && child.contains("react-flow__node")) stats.nodeWrappers += 1;
       }
       if (prev !== null && next.child === prev.child) return;
@@ -170,6 +176,27 @@ INIT_SCRIPT = r"""
     };
     walk(root.current, root.current.alternate, "other");
     bench.commits.push(stats);
+  };
+  // Canvas nodes added to the DOM while counting (onlyRenderVisibleElements mounts a node
+  // when it comes into view).
+  bench.added = 0;
+  const observer = new MutationObserver((records) => {
+    for (const record of records) {
+      for (const node of record.addedNodes) {
+        if (node.classList && node.classList.contains("react-flow__node")) bench.added += 1;
+      }
+    }
+  });
+  bench.startCounting = () => {
+    bench.commits = [];
+    bench.added = 0;
+    bench.counting = true;
+    observer.observe(document.body, { childList: true, subtree: true });
+  };
+  bench.stopCounting = () => {
+    bench.counting = false;
+    observer.disconnect();
+    return { commits: bench.commits, added: bench.added, error: bench.hookError };
   };
   let renderers = 0;
   window.__REACT_DEVTOOLS_GLOBAL_HOOK__ = {
@@ -525,7 +552,9 @@ class OpenSample:
     settled_ms: float
     ttfb_ms: float
     bundle_ms: float  # the last script or stylesheet of /static/ received
-    api_ms: float  # the editor's three GETs answered
+    api_start_ms: float  # the editor's three GETs sent (the first of them)
+    api_ms: float  # the editor's three GETs answered (the last of them)
+    draft_ms: float  # the draft GET, request to answer
     long_tasks_ms: float  # main-thread tasks over 50 ms, until settled
     rendered: int
     zoom: float
@@ -574,7 +603,9 @@ def read_open(page: Any) -> OpenSample:
         settled_ms=settled,
         ttfb_ms=float(data["ttfb"]),
         bundle_ms=max(float(r["end"]) for r in static),
+        api_start_ms=min(float(r["start"]) for r in api),
         api_ms=max(float(r["end"]) for r in api),
+        draft_ms=max(float(r["end"]) - float(r["start"]) for r in api if "/draft/" in r["name"]),
         long_tasks_ms=float(long_tasks),
         rendered=int(data["count"]),
         zoom=viewport_zoom(data["transform"]),
@@ -623,7 +654,8 @@ class DragResult:
     moved_px: tuple[float, float]
     elapsed_s: float
     metrics: dict[str, float]  # CDP Performance metrics, seconds, summed over the timed drags
-    commits: list[dict[str, Any]]
+    commits: list[dict[str, Any]]  # of the counted drag (steps moves)
+    added: int  # canvas node elements added to the DOM during the counted drag
     hook_error: str
 
     def per_move_ms(self, *names: str) -> float:
@@ -752,13 +784,10 @@ def measure_drag(
             # The validator's request (400 ms after the last change) and its answer.
             page.wait_for_timeout(1000)
         # One more drag, not timed, with the render counter on (it costs time in each commit).
-        page.evaluate("window.__bench.counting = true; window.__bench.commits = []")
+        page.evaluate("window.__bench.startCounting()")
         drag(page, node_box(page, node_id), DRAG_PX, steps)
         page.wait_for_timeout(50)
-        counted = page.evaluate(
-            "(() => { const b = window.__bench; b.counting = false; "
-            "return { commits: b.commits, error: b.hookError }; })()"
-        )
+        counted = page.evaluate("window.__bench.stopCounting()")
         return DragResult(
             view=view,
             zoom=zoom,
@@ -770,6 +799,7 @@ def measure_drag(
             elapsed_s=elapsed,
             metrics=metrics,
             commits=list(counted["commits"]),
+            added=int(counted["added"]),
             hook_error=str(counted["error"]),
         )
     finally:
@@ -790,9 +820,10 @@ def p(values: Sequence[float], fraction: float) -> float:
 def open_rows(results: Sequence[OpenResult]) -> list[str]:
     lines = [
         "| Workflow | Load | Opens | First nodes p50 / p95 ms | Settled p50 / p95 ms | "
-        "HTML first byte ms | Bundle in ms | API answered ms | Long tasks ms | "
+        "HTML first byte ms | Bundle in ms | API sent ms | API answered ms | Draft GET ms | "
+        "Long tasks ms | "
         "Nodes in DOM | Zoom | Static KiB transferred |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for result in results:
         for label, samples in (("cold", result.cold), ("warm (reload)", result.warm)):
@@ -810,7 +841,8 @@ def open_rows(results: Sequence[OpenResult]) -> list[str]:
                 f"{len(samples)} | {fmt(p(first, 0.5))} / {fmt(p(first, 0.95))} | "
                 f"{fmt(p(settled, 0.5))} / {fmt(p(settled, 0.95))} | "
                 f"{fmt(median('ttfb_ms'))} | {fmt(median('bundle_ms'))} | "
-                f"{fmt(median('api_ms'))} | {fmt(median('long_tasks_ms'))} | "
+                f"{fmt(median('api_start_ms'))} | {fmt(median('api_ms'))} | "
+                f"{fmt(median('draft_ms'))} | {fmt(median('long_tasks_ms'))} | "
                 f"{'/'.join(str(n) for n in rendered)} | {median('zoom'):.2f} | "
                 f"{fmt(median('transfer_kib'), 1)} |"
             )
@@ -838,11 +870,12 @@ def drag_rows(results: Sequence[DragResult]) -> list[str]:
     return lines
 
 
-def render_rows(results: Sequence[DragResult]) -> list[str]:
+def render_rows(results: Sequence[DragResult], steps: int) -> list[str]:
     lines = [
-        "| View | Commits | FlowNode renders / commit | Node wrappers / commit | "
-        "Components / commit | Components / commit by region |",
-        "|---|--:|--:|--:|--:|---|",
+        "| View | Commits / move | FlowNode renders / commit (mounts) | Node wrappers / commit | "
+        "Node elements added to the DOM / move | Most nodes in the DOM | Components / commit | "
+        "Components / commit by region |",
+        "|---|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in results:
         commits = r.commits
@@ -860,9 +893,11 @@ def render_rows(results: Sequence[DragResult]) -> list[str]:
             for name, number in sorted(regions.items(), key=lambda item: -item[1])
         )
         error = f" (hook error: {r.hook_error})" if r.hook_error else ""
+        most = max((int(c["domNodes"]) for c in commits), default=0)
         lines.append(
-            f"| {view_label(r)} | {len(commits)} | {mean('flowNodes')} | {mean('nodeWrappers')} | "
-            f"{mean('components')} | {by_region}{error} |"
+            f"| {view_label(r)} | {len(commits) / steps:.1f} | {mean('flowNodes')} "
+            f"({mean('flowNodeMounts')}) | {mean('nodeWrappers')} | {r.added / steps:.1f} | "
+            f"{most} | {mean('components')} | {by_region}{error} |"
         )
     return lines
 
@@ -936,7 +971,7 @@ def report(
         "",
         "React renders during one more drag of the same node (counted by a DevTools hook):",
         "",
-        *render_rows(drags),
+        *render_rows(drags, steps),
         "",
         "Bundle (the files each entry loads at start, from the Vite manifest):",
         "",

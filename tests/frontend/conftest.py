@@ -132,12 +132,25 @@ def new_context(
     """Contexts (separate cookie jars: two users side by side) closed after the test; the
     last page of each gets a screenshot."""
     contexts: list[BrowserContext] = []
+    # Uncaught exceptions and Content-Security-Policy refusals fail the test: a page can
+    # look right in a screenshot while a script it needs was blocked.
+    page_errors: list[str] = []
+
+    def watch(page: Page) -> None:
+        page.on("pageerror", lambda error: page_errors.append(f"{page.url}: {error}"))
+        page.on(
+            "console",
+            lambda message: page_errors.append(f"{page.url}: {message.text}")
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None,
+        )
 
     def make(locale: str = "en-US", **options: Any) -> BrowserContext:
         context = browser.new_context(
             locale=locale, viewport={"width": 1440, "height": 900}, **options
         )
         context.set_default_timeout(15_000)
+        context.on("page", watch)
         contexts.append(context)
         return context
 
@@ -149,6 +162,7 @@ def new_context(
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(_screenshot_name(request.node.nodeid, suffix)))
         context.close()
+    assert page_errors == [], "the pages reported errors"
 
 
 @pytest.fixture

@@ -350,6 +350,13 @@ def test_editing_shortcuts_undo_redo_copy_paste_delete_and_drop_from_the_palette
     expect(page.locator(".save-state")).to_have_text("Saved")
     screenshot(page, request, "shortcuts")
 
+    # A config with a choice of shapes (text or JSON body) renders under the site's CSP.
+    add_from_palette(page, "HTTP request")
+    select_node(page, "http_request")
+    settings = page.get_by_role("region", name="Settings")
+    expect(settings.get_by_role("heading", name="HTTP request")).to_be_visible()
+    expect(settings.get_by_label("URL", exact=False).first).to_be_visible()
+
 
 def test_the_editor_speaks_chinese_down_to_the_node_settings(
     new_context: Callable[..., BrowserContext],

@@ -10,10 +10,10 @@ import {
   type UiSchema,
   type WidgetProps,
 } from "@rjsf/utils";
-import validator from "@rjsf/validator-ajv8";
 import { useMemo, useRef } from "react";
 import { useTranslation } from "react-i18next";
 import type { TemplateVariable } from "./graph";
+import { formValidator } from "./formValidator";
 import { errorTree, nodeLevelProblems, simplifySchema, uiSchemaFor } from "./schemaForm";
 import type { GraphNode, NodePolicy, NodeTypeInfo, Problem } from "./types";
 
@@ -161,7 +161,7 @@ export function SettingsPanel(props: SettingsPanelProps) {
           schema={schema}
           uiSchema={uiSchema}
           formData={node.config}
-          validator={validator}
+          validator={formValidator}
           widgets={WIDGETS}
           formContext={formContext}
           extraErrors={extraErrors}
