@@ -140,9 +140,11 @@ def new_context(
         page.on("pageerror", lambda error: page_errors.append(f"{page.url}: {error}"))
         page.on(
             "console",
-            lambda message: page_errors.append(f"{page.url}: {message.text}")
-            if message.type == "error" and "Content Security Policy" in message.text
-            else None,
+            lambda message: (
+                page_errors.append(f"{page.url}: {message.text}")
+                if message.type == "error" and "Content Security Policy" in message.text
+                else None
+            ),
         )
 
     def make(locale: str = "en-US", **options: Any) -> BrowserContext:
