@@ -5,17 +5,20 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import time
-import urllib.request
 from collections.abc import Callable
 
-import redis
 from django.conf import settings
-from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from kombu import Connection
 
+from assistant_site.checks import (
+    broker_check,
+    chroma_check,
+    database_check,
+    mask_secrets,
+    redis_check,
+)
 from assistant_site.metrics import render_latest
 from assistant_site.middleware import client_ip
 
@@ -28,49 +31,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-def _check_database() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-    return f"{connection.vendor} reachable"
-
-
-def _check_redis() -> str:
-    if not settings.REDIS_URL:
-        return "not configured (local-memory cache, in-memory channel layer)"
-    client = redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=_CHECK_TIMEOUT_S,
-        socket_timeout=_CHECK_TIMEOUT_S,
-    )
-    try:
-        client.ping()
-    finally:
-        client.close()
-    return "reachable"
-
-
-def _check_broker() -> str:
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return "not configured (tasks run eagerly in-process)"
-    with Connection(settings.CELERY_BROKER_URL, connect_timeout=_CHECK_TIMEOUT_S) as conn:
-        conn.ensure_connection(max_retries=1, timeout=int(_CHECK_TIMEOUT_S))
-    return "reachable"
-
-
-def _check_chroma() -> str:
-    if not settings.CHROMA_URL:
-        return "not configured"
-    url = settings.CHROMA_URL.rstrip("/") + "/api/v2/heartbeat"
-    with urllib.request.urlopen(url, timeout=_CHECK_TIMEOUT_S) as response:  # noqa: S310
-        response.read()
-    return "reachable"
-
-
-_CHECKS: dict[str, Callable[[], str]] = {
-    "database": _check_database,
-    "redis": _check_redis,
-    "broker": _check_broker,
-    "chroma": _check_chroma,
+_CHECKS: dict[str, Callable[[float], str]] = {
+    "database": database_check,
+    "redis": redis_check,
+    "broker": broker_check,
+    "chroma": chroma_check,
 }
 
 
@@ -82,9 +47,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
     for name, check in _CHECKS.items():
         started = time.perf_counter()
         try:
-            detail, ok = check(), True
+            detail, ok = check(_CHECK_TIMEOUT_S), True
         except Exception as exc:
-            detail, ok = f"{type(exc).__name__}: {exc}", False
+            detail, ok = mask_secrets(f"{type(exc).__name__}: {exc}"), False
         results[name] = {
             "ok": ok,
             "detail": detail,

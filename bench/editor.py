@@ -63,6 +63,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -100,6 +101,7 @@ LOAD_TIMEOUT_S = 60.0
 MOVE_HZ = 60.0
 DRAG_PX = (240.0, 120.0)
 SLOW_FRAME_MS = 33.0
+DRAG_TOLERANCE_PX = 15.0
 
 # Installed before the page's own scripts (Page.addScriptToEvaluateOnNewDocument).
 INIT_SCRIPT = r"""
@@ -651,7 +653,7 @@ class DragResult:
     moves: int
     drags: int
     intervals_ms: list[float]
-    moved_px: tuple[float, float]
+    missed: int  # timed drags after which the node was not where the mouse took it
     elapsed_s: float
     metrics: dict[str, float]  # CDP Performance metrics, seconds, summed over the timed drags
     commits: list[dict[str, Any]]  # of the counted drag (steps moves)
@@ -715,8 +717,10 @@ def show_view(page: Any, workflow: BenchWorkflow, view: str) -> str:
     """Zooms the canvas for the view; returns the id of the node to drag: the rendered node
     nearest the point from which a drag ends at the canvas' centre."""
     if view == "zoomed":
-        while zoom_of(page) < 0.99 and click_zoom(page, "zoomin"):
-            pass
+        # The zoom-in button multiplies by 1.2: stop at the zoom nearest 100 %.
+        while abs(zoom_of(page) * 1.2 - 1) < abs(zoom_of(page) - 1):
+            if not click_zoom(page, "zoomin"):
+                break
     else:
         while rendered_nodes(page) < workflow.nodes and click_zoom(page, "zoomout"):
             pass
@@ -732,10 +736,17 @@ def show_view(page: Any, workflow: BenchWorkflow, view: str) -> str:
     return str(target["id"])
 
 
+def followed(before: tuple[float, float], after: tuple[float, float], delta: Any) -> bool:
+    """Whether the node's header moved with the mouse (within a few pixels)."""
+    error = math.hypot(after[0] - before[0] - delta[0], after[1] - before[1] - delta[1])
+    return error <= DRAG_TOLERANCE_PX
+
+
 def timed_drag(
     page: Any, cdp: Any, node_id: str, delta: tuple[float, float], steps: int
-) -> tuple[list[float], dict[str, float], float]:
-    """(frame intervals in ms, CDP metrics spent, seconds) of one drag of the node."""
+) -> tuple[list[float], dict[str, float], float, bool]:
+    """(frame intervals in ms, CDP metrics spent, seconds, whether the node followed) of one
+    drag of the node."""
     start = node_box(page, node_id)
     before = performance_metrics(cdp)
     page.evaluate("window.__bench.frames = []")
@@ -748,7 +759,24 @@ def timed_drag(
     )
     after = performance_metrics(cdp)
     spent = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in METRICS}
-    return [b - a for a, b in itertools.pairwise(frames)], spent, elapsed
+    moved = followed(start, node_box(page, node_id), delta)
+    return [b - a for a, b in itertools.pairwise(frames)], spent, elapsed, moved
+
+
+def counted_drag(page: Any, node_id: str, steps: int) -> dict[str, Any]:
+    """One more drag, not timed, with the render counter on (it costs time in each commit);
+    tried again once if the node did not follow the mouse."""
+    for _attempt in range(2):
+        page.wait_for_timeout(1000)
+        start = node_box(page, node_id)
+        page.evaluate("window.__bench.startCounting()")
+        drag(page, start, DRAG_PX, steps)
+        page.wait_for_timeout(50)
+        counted: dict[str, Any] = page.evaluate("window.__bench.stopCounting()")
+        if followed(start, node_box(page, node_id), DRAG_PX):
+            return counted
+        log(f"the counted drag did not move {node_id}; trying again")
+    raise BenchError(f"{node_id} did not follow the mouse in the counted drag")
 
 
 def measure_drag(
@@ -767,27 +795,22 @@ def measure_drag(
         page.evaluate("window.__bench.watching = false")
         intervals: list[float] = []
         metrics = dict.fromkeys(METRICS, 0.0)
-        first = node_box(page, node_id)
-        moved = (math.nan, math.nan)
         elapsed = 0.0
+        missed = 0
         for number in range(drags * 2):
             sign = 1.0 if number % 2 == 0 else -1.0
             delta = (DRAG_PX[0] * sign, DRAG_PX[1] * sign)
-            frames, spent, seconds = timed_drag(page, cdp, node_id, delta, steps)
+            frames, spent, seconds, moved = timed_drag(page, cdp, node_id, delta, steps)
             intervals += frames
             elapsed += seconds
+            missed += 0 if moved else 1
             for name, value in spent.items():
                 metrics[name] += value
-            if number == 0:
-                after_first = node_box(page, node_id)
-                moved = (after_first[0] - first[0], after_first[1] - first[1])
             # The validator's request (400 ms after the last change) and its answer.
             page.wait_for_timeout(1000)
-        # One more drag, not timed, with the render counter on (it costs time in each commit).
-        page.evaluate("window.__bench.startCounting()")
-        drag(page, node_box(page, node_id), DRAG_PX, steps)
-        page.wait_for_timeout(50)
-        counted = page.evaluate("window.__bench.stopCounting()")
+        if missed:
+            log(f"{missed} of {drags * 2} timed drags did not move {node_id} with the mouse")
+        counted = counted_drag(page, node_id, steps)
         return DragResult(
             view=view,
             zoom=zoom,
@@ -795,7 +818,7 @@ def measure_drag(
             moves=steps * drags * 2,
             drags=drags * 2,
             intervals_ms=intervals,
-            moved_px=moved,
+            missed=missed,
             elapsed_s=elapsed,
             metrics=metrics,
             commits=list(counted["commits"]),
@@ -846,6 +869,20 @@ def open_rows(results: Sequence[OpenResult]) -> list[str]:
                 f"{'/'.join(str(n) for n in rendered)} | {median('zoom'):.2f} | "
                 f"{fmt(median('transfer_kib'), 1)} |"
             )
+    return lines
+
+
+def api_rows(timings: Sequence[ApiTiming]) -> list[str]:
+    lines = [
+        "| Request | Workflow | Requests | p50 ms | p95 ms | Answer KiB |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for t in timings:
+        lines.append(
+            f"| {t.label} | {t.nodes} nodes | {len(t.samples_s)} | "
+            f"{fmt(percentile_ms(t.samples_s, 0.5), 1)} | "
+            f"{fmt(percentile_ms(t.samples_s, 0.95), 1)} | {t.size / 1024:,.1f} |"
+        )
     return lines
 
 
@@ -903,7 +940,7 @@ def render_rows(results: Sequence[DragResult], steps: int) -> list[str]:
 
 
 def view_label(result: DragResult) -> str:
-    return {"zoomed": "zoomed in to 100 %", "fitted": "whole graph in view"}[result.view]
+    return {"zoomed": "zoomed in (nearest 100 %)", "fitted": "whole graph in view"}[result.view]
 
 
 def bundle_rows(files: Sequence[BundleFile]) -> list[str]:
@@ -931,14 +968,12 @@ def report(
     command: str,
     load_before: str,
     load_after: str,
-    browser_version: str,
-    database: str,
-    opens: Sequence[OpenResult],
-    drags: Sequence[DragResult],
+    results: Results,
     files: Sequence[BundleFile],
     dist: Path,
     steps: int,
 ) -> str:
+    opens, api, drags = results.opens, results.api, results.drags
     workflows = [result.workflow for result in opens]
     problems = "; ".join(
         f"{w.nodes} nodes: {len(w.problems)} problems"
@@ -948,19 +983,24 @@ def report(
     lines = [
         f"- Date: {started:%Y-%m-%d %H:%M} UTC",
         *machine_lines(),
-        f"- Browser: headless chromium {browser_version} (`{chromium_path()}`, "
+        f"- Browser: headless chromium {results.browser_version} (`{chromium_path()}`, "
         f"{' '.join(CHROMIUM_ARGS)}), Playwright {version('playwright')}, viewport "
         f"{VIEWPORT['width']}x{VIEWPORT['height']}",
         f"- Load average (1, 5, 15 min): {load_before} at the start, {load_after} at the end",
         f"- Command: `{command}`",
         f"- Server: `uvicorn assistant_site.asgi:application --workers 1`, `settings.base`, "
-        f"DEBUG off, {database}, no Redis; bundle from `{dist}` collected and served by "
+        f"DEBUG off, {results.database}, no Redis; bundle from `{dist}` collected and served by "
         "WhiteNoise (gzip)",
         f"- Validator on the generated graphs: {problems}",
+        f"- Server log: {results.server_tracebacks} tracebacks",
         "",
         "Opening the editor (`/studio/workflows/<id>`), times from navigation start:",
         "",
         *open_rows(opens),
+        "",
+        "The same API requests one at a time (urllib, no browser, after the runs above):",
+        "",
+        *api_rows(api),
         "",
         f"Dragging one node, {steps} mouse moves per drag paced at {MOVE_HZ:.0f}/s over "
         f"{DRAG_PX[0]:.0f}x{DRAG_PX[1]:.0f} px, there and back (frame = interval between two "
@@ -977,14 +1017,13 @@ def report(
         "",
         *bundle_rows(files),
     ]
+    lines.append("")
     for result in drags:
-        dx, dy = result.moved_px
-        lines.append("")
         lines.append(
-            f"- Drag check ({view_label(result)}): the node's header moved "
-            f"{dx:.0f}x{dy:.0f} px on the first drag (mouse: {DRAG_PX[0]:.0f}x{DRAG_PX[1]:.0f}); "
-            f"{result.moves} moves took {result.elapsed_s:.2f} s "
-            f"({result.moves / max(result.elapsed_s, 1e-9):.0f}/s)."
+            f"- Drags ({view_label(result)}): {result.moves} moves took "
+            f"{result.elapsed_s:.1f} s ({result.moves / max(result.elapsed_s, 1e-9):.0f} moves/s: "
+            "each move waits until the page has handled the previous one); the node followed "
+            f"the mouse in {result.drags - result.missed} of {result.drags} drags."
         )
     return "\n".join(lines)
 
@@ -998,6 +1037,40 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+@dataclass(frozen=True)
+class ApiTiming:
+    label: str
+    nodes: int
+    samples_s: list[float]
+    size: int  # bytes of the answer body (uncompressed)
+
+
+def api_alone(
+    base_url: str, cookie: tuple[str, str], workflow: BenchWorkflow, repeat: int
+) -> list[ApiTiming]:
+    """The editor's three GETs one at a time, without a browser: the server's share of the
+    open time."""
+    paths = {
+        "`GET /api/workflows/<id>/`": f"/api/workflows/{workflow.workflow_id}/",
+        "`GET /api/node-types/`": "/api/node-types/",
+        "`GET /api/workflows/<id>/draft/`": f"/api/workflows/{workflow.workflow_id}/draft/",
+    }
+    headers = {"Cookie": f"{cookie[0]}={cookie[1]}", "Accept-Language": "en-US"}
+    timings = []
+    for label, path in paths.items():
+        samples: list[float] = []
+        size = 0
+        for _ in range(repeat + 1):
+            # http on a loopback port this script chose
+            request = urllib.request.Request(base_url + path, headers=headers)  # noqa: S310
+            began = time.perf_counter()
+            with urllib.request.urlopen(request, timeout=LOAD_TIMEOUT_S) as response:  # noqa: S310
+                size = len(response.read())
+            samples.append(time.perf_counter() - began)
+        timings.append(ApiTiming(label, workflow.nodes, sorted(samples[1:]), size))
+    return timings
 
 
 def run_browser(
@@ -1028,7 +1101,7 @@ def run_browser(
             browser.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--nodes", type=int, default=200, help="nodes of the large workflow")
     parser.add_argument("--repeat", type=int, default=5, help="cold and warm opens each")
@@ -1043,39 +1116,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--nodes must be within {COMPARISON_NODES + 1}-5000")
     if not 1 <= args.repeat <= 100 or not 5 <= args.steps <= 600 or not 1 <= args.drags <= 20:
         parser.error("--repeat must be within 1-100, --steps 5-600 and --drags 1-20")
-    dist = args.dist if args.dist.is_absolute() else Path.cwd() / args.dist
+    return args
 
+
+@dataclass
+class Results:
+    database: str = ""
+    browser_version: str = ""
+    opens: list[OpenResult] = field(default_factory=list)
+    api: list[ApiTiming] = field(default_factory=list)
+    drags: list[DragResult] = field(default_factory=list)
+    server_tracebacks: int = 0
+
+
+def run(args: argparse.Namespace, dist: Path) -> Results:
+    """Database, server, workflows, browser; the workflows are deleted at the end."""
+    results = Results()
+    database_url, results.database = choose_database(args.database_url)
+    workflows: list[BenchWorkflow] = []
+    with tempfile.TemporaryDirectory(prefix="bench-editor-") as tmp:
+        var_dir = Path(tmp)
+        env = prepare(var_dir, dist, database_url)
+        user = setup_django(env)
+        try:
+            bench_endpoint(user)
+            for nodes in (args.nodes, COMPARISON_NODES):
+                workflows.append(create_workflow(user, nodes))
+                log(f"workflow of {nodes} nodes: {len(workflows[-1].problems)} problems")
+            cookie = session_cookie(user)
+            port = free_port()
+            base_url = f"http://{HOST}:{port}"
+            with running_server(SERVERS[1], port, 1, env, var_dir):
+                results.browser_version, results.opens, results.drags = run_browser(
+                    args, base_url, cookie, workflows
+                )
+                log("timing the editor's API requests alone")
+                for workflow in workflows:
+                    results.api += api_alone(base_url, cookie, workflow, args.repeat * 2)
+            server_log = (var_dir / "uvicorn.log").read_text(errors="replace")
+            results.server_tracebacks = server_log.count("Traceback")
+            if results.server_tracebacks:
+                log(f"the server logged tracebacks; its log ends:\n{server_log[-4000:]}")
+        finally:
+            delete_workflows(workflows)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    dist = args.dist if args.dist.is_absolute() else Path.cwd() / args.dist
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     started = datetime.now(UTC)
     load_before = load_average()
     command = shlex.join([".venv/bin/python", "bench/editor.py", *sys.argv[1:]])
-    workflows: list[BenchWorkflow] = []
     try:
-        manifest = read_manifest(dist)
-        files = bundle_files(dist, manifest)
+        files = bundle_files(dist, read_manifest(dist))
         chromium_path()
-        database_url, database = choose_database(args.database_url)
-        with tempfile.TemporaryDirectory(prefix="bench-editor-") as tmp:
-            var_dir = Path(tmp)
-            env = prepare(var_dir, dist, database_url)
-            user = setup_django(env)
-            try:
-                bench_endpoint(user)
-                for nodes in (args.nodes, COMPARISON_NODES):
-                    workflows.append(create_workflow(user, nodes))
-                    log(f"workflow of {nodes} nodes: {len(workflows[-1].problems)} problems")
-                cookie = session_cookie(user)
-                port = free_port()
-                with running_server(SERVERS[1], port, 1, env, var_dir):
-                    browser_version, opens, drags = run_browser(
-                        args, f"http://{HOST}:{port}", cookie, workflows
-                    )
-                server_log = (var_dir / "uvicorn.log").read_text(errors="replace")
-            finally:
-                delete_workflows(workflows)
-        if "Traceback" in server_log:
-            log(f"the server logged server_log:\n{server_log[-4000:]}")
+        results = run(args, dist)
     except BenchError as exc:
         log(f"failed: {exc}")
         return 1
@@ -1088,10 +1186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             command=command,
             load_before=load_before,
             load_after=load_average(),
-            browser_version=browser_version,
-            database=database,
-            opens=opens,
-            drags=drags,
+            results=results,
             files=files,
             dist=args.dist,
             steps=args.steps,

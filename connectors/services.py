@@ -114,6 +114,27 @@ def connector_create(*, actor: Any, data: dict[str, Any]) -> Connector:
     return connector
 
 
+DEMO_WEBCHAT = "网页聊天 Web chat (demo)"
+
+
+def demo_webchat_ensure(*, owner: Any, workflow: Any) -> tuple[Connector, bool]:
+    """The demo web chat connector, made (bound to ``workflow``, this site only) unless one of
+    its name exists, edited or not. Answers it and whether it was made now."""
+    existing = Connector.objects.filter(name=DEMO_WEBCHAT).first()
+    if existing is not None:
+        return existing, False
+    connector = connector_create(
+        actor=owner,
+        data={
+            "name": DEMO_WEBCHAT,
+            "platform": "webchat",
+            "workflow": workflow,
+            "config": {"title": "演示助手 Demo assistant"},
+        },
+    )
+    return connector, True
+
+
 def connector_update(*, connector: Connector, data: dict[str, Any]) -> Connector:
     data = dict(data)
     secrets = data.pop("secrets", None)

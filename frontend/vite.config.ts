@@ -8,6 +8,14 @@ import { defineConfig } from "vite";
 export default defineConfig({
   base: "/static/",
   esbuild: { jsx: "automatic" },
+  resolve: {
+    alias: {
+      // @rjsf/core's test helper imports the ajv validator; our forms use their own
+      // (src/studio/workflows/formValidator.ts: ajv needs eval, which the CSP forbids), so
+      // ajv is not bundled at all.
+      "@rjsf/validator-ajv8": "/src/studio/workflows/formValidator.ts",
+    },
+  },
   build: {
     outDir: "dist",
     emptyOutDir: true,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The run command: installs, migrates, creates roles and the first administrator, then runs
-# the web server (HTTP + WebSockets on 127.0.0.1:8000), Celery workers and beat, and a local
-# Chroma server. Ctrl-C stops all of it.
+# The run command: installs, migrates, sets up the roles, the first administrator and the
+# samples (manage.py init_assistant), then runs the web server (HTTP + WebSockets on
+# 127.0.0.1:8000), Celery workers and beat, and a local Chroma server. Ctrl-C stops all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -32,7 +32,6 @@ if [ -n "${DATABASE_URL:-}" ]; then
     .venv/bin/python scripts/create_database.py "$DATABASE_URL"
 fi
 build_frontend
-.venv/bin/python manage.py prepare_site
 
 pids=()
 cleanup() {
@@ -53,7 +52,27 @@ start() {
 
 if [ -n "${CHROMA_URL:-}" ]; then
     start chroma .venv/bin/chroma run --path var/chroma --host 127.0.0.1 --port "$CHROMA_PORT"
+    # Up before the set-up below, which indexes the sample documents into it (it says so and
+    # leaves them for the next start if Chroma is not up within 60 s).
+    for _ in $(seq 120); do
+        (: <"/dev/tcp/127.0.0.1/$CHROMA_PORT") 2>/dev/null && break
+        sleep 0.5
+    done
 fi
+# Migrations, static files, then init_assistant: roles, the first administrator (its password
+# printed once), the samples. Its lines go on to our output (fd 3) as they come; the "web chat
+# page" line also gives the banner below the demo chat's address.
+exec 3>&1
+CHAT_PATH="$(PYTHONUNBUFFERED=1 .venv/bin/python manage.py prepare_site | {
+    found=""
+    while IFS= read -r line; do
+        printf '%s\n' "$line" >&3
+        case "$line" in *"web chat page:"*/chat/*) found="/chat/${line##*/chat/}" ;; esac
+    done
+    printf '%s' "$found"
+})"
+exec 3>&-
+
 if [ -n "${REDIS_URL:-}" ]; then
     # Runs are I/O-bound (model calls): threads keep many in flight in one process.
     start runs .venv/bin/celery -A assistant_site worker -Q runs -P threads \
@@ -74,7 +93,9 @@ start web .venv/bin/uvicorn assistant_site.asgi:application --host 127.0.0.1 \
 cat <<MSG
 
   Assistant Studio is starting on http://127.0.0.1:$WEB_PORT/
-    admin        http://127.0.0.1:$WEB_PORT/admin/
+    studio       http://127.0.0.1:$WEB_PORT/studio/
+${CHAT_PATH:+    web chat     http://127.0.0.1:$WEB_PORT$CHAT_PATH
+}    admin        http://127.0.0.1:$WEB_PORT/admin/
     API docs     http://127.0.0.1:$WEB_PORT/api/docs/
     readiness    http://127.0.0.1:$WEB_PORT/readyz
     metrics      http://127.0.0.1:$WEB_PORT/metrics

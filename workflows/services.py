@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1431,12 +1431,10 @@ def run_scheduled(*, workflow_id: str, node_id: str) -> Run | None:
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
 DEMO_KNOWLEDGE_BASE = "演示知识库 Demo knowledge base"
+DEMO_DOCUMENTS_DIR = DEMO_DIR / "documents"
 
 
-def demo_content_load(*, owner: Any) -> list[str]:
-    """Create and publish the demo workflows in ``workflows/demo/`` (and the knowledge base the
-    Q&A demo reads), owned by ``owner``. Idempotent: a workflow whose name exists already,
-    edited or not, is left alone. Answers the names created."""
+def _demo_knowledge_base(*, owner: Any) -> KnowledgeBase:
     base = KnowledgeBase.objects.filter(name=DEMO_KNOWLEDGE_BASE).order_by("pk").first()
     if base is None:
         with transaction.atomic():
@@ -1446,6 +1444,14 @@ def demo_content_load(*, owner: Any) -> list[str]:
                 created_by=owner,
             )
             owner_permissions_grant(user=owner, obj=base)
+    return base
+
+
+def demo_content_load(*, owner: Any) -> list[str]:
+    """Create and publish the demo workflows in ``workflows/demo/`` (and the knowledge base the
+    Q&A demo reads), owned by ``owner``. Idempotent: a workflow whose name exists already,
+    edited or not, is left alone. Answers the names created."""
+    base = _demo_knowledge_base(owner=owner)
     created: list[str] = []
     for path in sorted(DEMO_DIR.glob("*.yaml")):
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -1459,3 +1465,54 @@ def demo_content_load(*, owner: Any) -> list[str]:
             workflow_publish(workflow=workflow, actor=owner, changelog="Demo content")
         created.append(workflow.name)
     return created
+
+
+def demo_workflow_get(*, stem: str) -> Workflow | None:
+    """The demo workflow of ``workflows/demo/<stem>.yaml``, by its name (None once renamed or
+    deleted)."""
+    text = (DEMO_DIR / f"{stem}.yaml").read_text(encoding="utf-8")
+    return Workflow.objects.filter(name=yaml.safe_load(text)["name"]).order_by("pk").first()
+
+
+@dataclass(frozen=True)
+class DemoDocuments:
+    """What :func:`demo_documents_load` did, by file name."""
+
+    indexed: list[str]  # uploaded (or retried) and indexed now
+    present: list[str]  # there already
+    failed: list[str]  # "<file name>: <reason>"
+
+
+def demo_documents_load(
+    *, owner: Any, progress: Callable[[str], None] | None = None
+) -> DemoDocuments:
+    """Upload the sample documents of ``workflows/demo/documents/`` into the demo knowledge
+    base and ingest them in this process, as ``manage.py ingest`` does: the vector store must
+    answer. Idempotent by file name: a sample there already is left alone, one whose
+    ingestion failed is ingested again. ``progress`` hears each file name before its
+    (seconds-long) ingestion."""
+    from django.core.files import File
+
+    from knowledge import services as knowledge
+    from knowledge.models import Document
+
+    base = _demo_knowledge_base(owner=owner)
+    done = DemoDocuments(indexed=[], present=[], failed=[])
+    for path in sorted(DEMO_DOCUMENTS_DIR.glob("*.md")):
+        document = base.documents.filter(filename=path.name).first()
+        if document is not None and document.status != Document.Status.FAILED:
+            done.present.append(path.name)
+            continue
+        if document is None:
+            with path.open("rb") as handle:
+                document = knowledge.document_upload(
+                    base=base, upload=File(handle, name=path.name), actor=owner, queue=False
+                )
+        if progress is not None:
+            progress(path.name)
+        document = knowledge.document_ingest(document_id=str(document.pk))
+        if document.status == Document.Status.INDEXED:
+            done.indexed.append(path.name)
+        else:
+            done.failed.append(f"{path.name}: {document.error}")
+    return done

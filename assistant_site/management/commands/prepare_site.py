@@ -10,8 +10,9 @@ from django.core.management.base import BaseCommand
 class Command(BaseCommand):
     help = (
         "Everything the run command does before starting servers, in one process: migrate, "
-        "compile translations, collect static files, create the roles and the first "
-        "administrator (its password printed once), and the demo workflows."
+        "compile translations, collect static files, then init_assistant: the roles, the "
+        "first administrator (its password printed once) and the samples (demo workflows, "
+        "a knowledge base with sample documents, a web chat connector)."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -24,6 +25,7 @@ class Command(BaseCommand):
                 "WARNING: msgfmt not found (apt-get install gettext): the UI stays in English"
             )
         call_command("collectstatic", interactive=False, verbosity=0)
-        call_command("create_roles", stdout=self.stdout)
-        call_command("ensure_admin", stdout=self.stdout)
-        call_command("load_demo", stdout=self.stdout)
+        # The roles, the first administrator "admin" (its password printed once) and the
+        # samples; idempotent, so every start runs it and a second one changes nothing.
+        self.stdout.write("==> setting up: roles, administrator, samples (init_assistant)")
+        call_command("init_assistant", interactive=False, username="admin", stdout=self.stdout)

@@ -58,6 +58,24 @@ export function RunPanel(props: {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
+  // The stored run has the final output and every node's record; the socket can announce
+  // the end a moment before the worker's transaction is visible, so ask until it is.
+  const settle = async (runId: string, attempt: number): Promise<void> => {
+    try {
+      const stored = await workflowApi.run(runId);
+      if (isFinished(stored.status) || attempt >= 20) {
+        const live = traceRef.current;
+        const final = traceFromRun(stored);
+        publish(live && live.runId === runId ? { ...final, nodes: { ...live.nodes, ...final.nodes } } : final);
+        loadRuns();
+        return;
+      }
+    } catch {
+      if (attempt >= 20) return;
+    }
+    window.setTimeout(() => void settle(runId, attempt + 1), 300);
+  };
+
   const watch = (run: RunInfo) => {
     socket.current?.close();
     publish(traceFromRun({ ...run, nodes: [] }));
@@ -79,9 +97,7 @@ export function RunPanel(props: {
       publish(trace);
       if (trace && isFinished(trace.status)) {
         ws.close();
-        // The stored run has the final output and every node's record.
-        void workflowApi.run(run.id).then((stored) => publish(traceFromRun(stored)));
-        loadRuns();
+        void settle(run.id, 0);
       }
     };
     ws.onerror = () => setError("socket error");

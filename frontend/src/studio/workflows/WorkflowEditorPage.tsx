@@ -198,6 +198,7 @@ function Editor({ workflowId, runId }: { workflowId: string; runId?: string }) {
     (changes: NodeChange<FlowNodeType>[]) => {
       let moved = false;
       let ended = false;
+      let stepped = false;
       const positions = new Map<string, { x: number; y: number }>();
       const selection = new Map<string, boolean>();
       const measured = new Map<string, { width: number; height: number }>();
@@ -210,6 +211,8 @@ function Editor({ workflowId, runId }: { workflowId: string; runId?: string }) {
           positions.set(item.id, item.position);
           moved = true;
           if (item.dragging === false) ended = true;
+          // Arrow keys move a selected node without a drag: each press is one step.
+          if (item.dragging === undefined) stepped = true;
         } else if (item.type === "position" && item.dragging === false) {
           ended = true;
         } else if (item.type === "select") {
@@ -237,7 +240,7 @@ function Editor({ workflowId, runId }: { workflowId: string; runId?: string }) {
       }
       if (moved && !readOnly) {
         setHistory((h) => {
-          if (!dragStart.current) dragStart.current = h.present;
+          if (!dragStart.current && !stepped) dragStart.current = h.present;
           const next = {
             ...h.present,
             nodes: h.present.nodes.map((n) => {
@@ -245,7 +248,7 @@ function Editor({ workflowId, runId }: { workflowId: string; runId?: string }) {
               return p ? { ...n, position: { x: Math.round(p.x), y: Math.round(p.y) } } : n;
             }),
           };
-          return historyPush(h, next, false);
+          return historyPush(h, next, stepped);
         });
       }
       if (ended && dragStart.current) {

@@ -67,3 +67,6 @@ export const formValidator: ValidatorType = {
     fits(schema as Schema, formData, rootSchema as Schema),
   rawValidation: () => ({ errors: [], validationError: undefined }),
 };
+
+// Stands in for @rjsf/validator-ajv8's default export (vite.config.ts aliases it here).
+export default formValidator;

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The image's entry point: the first argument names the process this container runs.
+#
+#   web            uvicorn: HTTP and WebSockets (/ws/) on $PORT (8000)
+#   worker-runs    Celery worker for the `runs` queue (threads, $RUNS_WORKER_THREADS)
+#   worker-ingest  Celery worker for the `ingest` queue (prefork, $INGEST_WORKER_CONCURRENCY)
+#   beat           Celery beat (exactly one per installation)
+#   listener       manage.py connectors_poll (exactly one per installation)
+#   chroma         the Chroma server on $CHROMA_PORT (8000), data in $CHROMA_PATH
+#   migrate        manage.py migrate, then exit
+#   init [--collectstatic]
+#                  migrate, (copy the static files into $VAR_DIR/static,) create the roles and
+#                  the first administrator ($ADMIN_USERNAME, $ADMIN_EMAIL), then exit
+#   manage ARGS    manage.py ARGS
+#   healthcheck [CHECK]
+#                  deploy/docker/healthcheck.py: the check of this container's process
+#   anything else  run as given (e.g. bash)
+#
+# Every process reads the settings from the environment (README, Settings).
+set -euo pipefail
+cd /app
+
+# Each web or worker process writes its Prometheus samples into this folder and /metrics
+# merges them; files left by an earlier run of this container would be merged too.
+prepare_metrics_dir() {
+    if [[ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]]; then
+        mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+        find "$PROMETHEUS_MULTIPROC_DIR" -mindepth 1 -delete
+    fi
+}
+
+role="${1:-web}"
+[[ $# -gt 0 ]] && shift
+
+case "$role" in
+    web)
+        prepare_metrics_dir
+        # --lifespan off: Django's ASGI handler has no lifespan support. The graceful timeout
+        # bounds how long open WebSockets delay a stop (they reconnect to another replica).
+        exec uvicorn assistant_site.asgi:application --host 0.0.0.0 --port "${PORT:-8000}" \
+            --workers "${WEB_WORKERS:-2}" --lifespan off --no-access-log \
+            --timeout-graceful-shutdown "${WEB_GRACEFUL_TIMEOUT:-20}" "$@"
+        ;;
+    worker-runs)
+        prepare_metrics_dir
+        # Runs are I/O-bound (model calls): threads keep many in flight in one process, and
+        # also cap the model calls this process makes at once (docs/llm.md).
+        exec celery -A assistant_site worker -Q runs -P threads \
+            -c "${RUNS_WORKER_THREADS:-64}" -n "runs@%h" --loglevel INFO "$@"
+        ;;
+    worker-ingest)
+        prepare_metrics_dir
+        # Parsing and embedding are CPU-bound: few processes, one per core at most.
+        exec celery -A assistant_site worker -Q ingest -c "${INGEST_WORKER_CONCURRENCY:-1}" \
+            -n "ingest@%h" --loglevel INFO "$@"
+        ;;
+    beat)
+        prepare_metrics_dir
+        # The schedule lives in the database (django-celery-beat): no file to keep.
+        exec celery -A assistant_site beat --loglevel INFO "$@"
+        ;;
+    listener)
+        prepare_metrics_dir
+        exec python manage.py connectors_poll "$@"
+        ;;
+    chroma)
+        exec chroma run --path "${CHROMA_PATH:-${VAR_DIR:-/var/lib/assistant-studio}/chroma}" \
+            --host 0.0.0.0 --port "${CHROMA_PORT:-8000}" "$@"
+        ;;
+    migrate)
+        exec python manage.py migrate --no-input "$@"
+        ;;
+    init)
+        collect=false
+        for arg in "$@"; do
+            case "$arg" in
+                --collectstatic) collect=true ;;
+                *) echo "entrypoint: init takes only --collectstatic, not $arg" >&2; exit 64 ;;
+            esac
+        done
+        python manage.py migrate --no-input
+        if [[ $collect == true ]]; then
+            # Into the volume nginx serves /static/ from: the files of this image's version
+            # (older hashed names stay, for pages still open in browsers).
+            python manage.py collectstatic --no-input --verbosity 0
+        fi
+        email_args=()
+        if [[ -n "${ADMIN_EMAIL:-}" ]]; then
+            email_args=(--email "$ADMIN_EMAIL")
+        fi
+        exec python manage.py init_assistant --no-input \
+            --username "${ADMIN_USERNAME:-admin}" "${email_args[@]}"
+        ;;
+    manage)
+        exec python manage.py "$@"
+        ;;
+    healthcheck)
+        exec python /app/deploy/docker/healthcheck.py "$@"
+        ;;
+    *)
+        exec "$role" "$@"
+        ;;
+esac
