@@ -52,6 +52,12 @@ CONNECTOR_DELIVERIES = Counter(
     "failure, tried again later), dead (given up; a dead letter in the admin).",
     ["connector", "platform", "outcome"],
 )
+INGESTION_DOCUMENTS = Counter(
+    "assistant_ingestion_documents_total",
+    "Documents that finished ingestion, by outcome: indexed, or failed (the reason is on the "
+    "document).",
+    ["outcome"],
+)
 CONNECTOR_DELIVERY_LATENCY = Histogram(
     "assistant_connector_delivery_latency_seconds",
     "From the platform's event reaching us to its last reply being sent.",

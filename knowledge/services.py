@@ -17,6 +17,7 @@ from django.core.files import File
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
+from assistant_site.metrics import INGESTION_DOCUMENTS
 from assistant_site.sharing import owner_permissions_grant
 from audit.services import audit_record
 from knowledge.embedders import Embedder, EndpointEmbedder, default_embedder
@@ -339,6 +340,8 @@ def document_ingest(*, document_id: str) -> Document:
     except Exception as exc:  # an unexpected fault fails this document, not the worker
         logger.exception("ingesting document %s failed", document.pk)
         _status(document, Document.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
+    outcome = "indexed" if document.status == Document.Status.INDEXED else "failed"
+    INGESTION_DOCUMENTS.labels(outcome=outcome).inc()
     return document
 
 
