@@ -132,7 +132,10 @@ _NODE_FIX = (
 
 
 def _node(timeout: float) -> list[Result]:
-    version = _command_version(["node", "--version"], timeout)
+    try:
+        version = _command_version(["node", "--version"], timeout)
+    except (subprocess.SubprocessError, OSError) as exc:
+        return [_frontend_tool_missing("node", f"node --version failed ({type(exc).__name__})")]
     match = re.match(r"v?(\d+)", version or "")
     if match and int(match.group(1)) >= MIN_NODE:
         return [Result("node", Status.OK, f"Node.js {version}")]
@@ -141,7 +144,10 @@ def _node(timeout: float) -> list[Result]:
 
 
 def _npm(timeout: float) -> list[Result]:
-    version = _command_version(["npm", "--version"], timeout)
+    try:
+        version = _command_version(["npm", "--version"], timeout)
+    except (subprocess.SubprocessError, OSError) as exc:
+        return [_frontend_tool_missing("npm", f"npm --version failed ({type(exc).__name__})")]
     if version:
         return [Result("npm", Status.OK, f"npm {version}")]
     return [_frontend_tool_missing("npm", "npm not found: it installs the editor's packages")]
@@ -259,19 +265,35 @@ def _database(timeout: float) -> list[Result]:
             cursor.execute("SHOW server_version")
             version = str(cursor.fetchone()[0]).split()[0]
         where = f"{db.get('HOST') or 'local socket'}:{db.get('PORT') or 5432}/{db.get('NAME')}"
-        return [Result("database", Status.OK, f"PostgreSQL {version} at {where}")]
-    if vendor == "sqlite":
-        return [
-            Result(
-                "database",
-                Status.WARN,
-                f"SQLite {sqlite3.sqlite_version} at {db.get('NAME')}: one writer at a time, for "
-                "a try-out",
-                "for production set DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/NAME "
-                "(scripts/create_database.py creates the database)",
-            )
-        ]
-    return [Result("database", Status.WARN, f"{vendor}: not a tested database", "use PostgreSQL")]
+        row = Result("database", Status.OK, f"PostgreSQL {version} at {where}")
+    elif vendor == "sqlite":
+        row = Result(
+            "database",
+            Status.WARN,
+            f"SQLite {sqlite3.sqlite_version} at {db.get('NAME')}: one writer at a time, for a "
+            "try-out",
+            "for production set DATABASE_URL=postgres://USER:PASSWORD@HOST:5432/NAME "
+            "(scripts/create_database.py creates the database)",
+        )
+    else:
+        row = Result("database", Status.WARN, f"{vendor}: not a tested database", "use PostgreSQL")
+    unapplied = _unapplied_migrations()
+    if unapplied:
+        row = dataclasses.replace(
+            row,
+            status=Status.WARN,
+            detail=f"{row.detail}; {unapplied} migrations not applied",
+            fix="python manage.py migrate (the run command does)"
+            + (f"; {row.fix}" if row.fix else ""),
+        )
+    return [row]
+
+
+def _unapplied_migrations() -> int:
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    return len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
 
 
 def _redis(timeout: float) -> list[Result]:
@@ -331,11 +353,24 @@ def _endpoint_checks(timeout: float) -> list[_Check]:
             f"start the model server at {endpoint.base_url} (deploy/vllm/README.md), or "
             f"correct the endpoint's base URL, model or key, or disable it: {admin}"
         )
-        config = dataclasses.replace(
-            endpoint_config(endpoint), timeout_s=min(endpoint.timeout_s, timeout)
-        )
+        try:
+            config = dataclasses.replace(
+                endpoint_config(endpoint), timeout_s=min(endpoint.timeout_s, timeout)
+            )
+        except Exception as exc:  # a key that no configured SECRETS_KEYS key decrypts
+            name = f"model {endpoint.name}"
+            unreadable = f"its settings cannot be read: {_reason(exc)}"
+            checks.append(_Check(name, _broken(name, unreadable, fix), fix))
+            continue
         checks.append(_Check(f"model {endpoint.name}", _prober(config, fix), fix))
     return checks
+
+
+def _broken(name: str, reason: str, fix: str) -> Callable[[float], list[Result]]:
+    def fail(timeout: float) -> list[Result]:
+        return [Result(name, Status.FAIL, reason, fix)]
+
+    return fail
 
 
 def _prober(config: EndpointConfig, fix: str) -> Callable[[float], list[Result]]:
@@ -406,6 +441,12 @@ class _Running:
     rows: list[Result] = field(default_factory=list)
 
 
+def _reason(exc: BaseException) -> str:
+    """The exception's type and the first line of its message (a row is one line)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
 def _failed(check: _Check, detail: str) -> Result:
     return Result(check.name, Status.WARN if check.optional else Status.FAIL, detail, check.fix)
 
@@ -422,7 +463,7 @@ def _start(check: _Check, timeout: float) -> _Running:
         except (subprocess.TimeoutExpired, TimeoutError):
             rows = [_failed(check, f"no answer within {timeout:g} s")]
         except Exception as exc:  # the check failed: its reason is the detail
-            rows = [_failed(check, f"{type(exc).__name__}: {exc}")]
+            rows = [_failed(check, _reason(exc))]
         finally:
             connections.close_all()  # this thread's own connections
         ms = (time.perf_counter() - started) * 1000
@@ -459,17 +500,28 @@ def run_checks(*, timeout: float = DEFAULT_TIMEOUT_S) -> list[Result]:
     endpoint_runs: list[_Running] = []
     if any(row.status == Status.FAIL for row in database):
         endpoint_rows = [
+            # The database's row fails already; these are unknown, not broken.
             Result(
                 "model endpoints",
-                Status.FAIL,
+                Status.WARN,
                 "not checked: the database does not answer",
                 "fix the database first",
             )
         ]
     else:
-        endpoint_runs = [_start(check, timeout) for check in _endpoint_checks(timeout)]
-        if not endpoint_runs:
-            endpoint_rows = [_NO_ENDPOINT]
+        try:
+            endpoint_runs = [_start(check, timeout) for check in _endpoint_checks(timeout)]
+        except Exception as exc:  # not migrated yet, most likely
+            endpoint_rows = [
+                Result(
+                    "model endpoints",
+                    Status.WARN,
+                    f"not checked: they cannot be listed ({_reason(exc)})",
+                    "python manage.py migrate",
+                )
+            ]
+        else:
+            endpoint_rows = [] if endpoint_runs else [_NO_ENDPOINT]
     rows: list[Result] = []
     for name, running in started.items():
         rows.extend(database if name == "database" else _finish(running, timeout))

@@ -102,6 +102,7 @@ MOVE_HZ = 60.0
 DRAG_PX = (240.0, 120.0)
 SLOW_FRAME_MS = 33.0
 DRAG_TOLERANCE_PX = 15.0
+LAZY = "lazy chunk (not in the total)"
 
 # Installed before the page's own scripts (Page.addScriptToEvaluateOnNewDocument).
 INIT_SCRIPT = r"""
@@ -361,11 +362,12 @@ def read_manifest(dist: Path) -> dict[str, Any]:
     return manifest
 
 
-def entry_loads(manifest: dict[str, Any], source: str) -> tuple[list[str], list[str]]:
-    """(scripts, stylesheets) an entry loads at start: its chunk and the chunks it imports,
-    recursively, as Vite's manifest lists them (dynamic imports are not loaded at start)."""
+def entry_loads(manifest: dict[str, Any], source: str) -> tuple[list[str], list[str], list[str]]:
+    """(scripts, stylesheets, lazy chunks) of an entry: its chunk and the chunks it imports,
+    recursively, as Vite's manifest lists them, load at start; dynamic imports (lazy) later."""
     scripts: list[str] = []
     styles: list[str] = []
+    lazy: list[str] = []
     pending = [source]
     while pending:
         key = pending.pop(0)
@@ -375,7 +377,8 @@ def entry_loads(manifest: dict[str, Any], source: str) -> tuple[list[str], list[
         scripts.append(chunk["file"])
         styles.extend(path for path in chunk.get("css", []) if path not in styles)
         pending.extend(chunk.get("imports", []))
-    return scripts, styles
+        lazy.extend(manifest[k]["file"] for k in chunk.get("dynamicImports", []) if k in manifest)
+    return scripts, styles, [path for path in dict.fromkeys(lazy) if path not in scripts]
 
 
 def bundle_files(dist: Path, manifest: dict[str, Any]) -> list[BundleFile]:
@@ -386,8 +389,9 @@ def bundle_files(dist: Path, manifest: dict[str, Any]) -> list[BundleFile]:
     for entry, source in ENTRY_SOURCES.items():
         if source not in manifest:
             raise BenchError(f"{source} is not in {dist}/.vite/manifest.json")
-        scripts, styles = entry_loads(manifest, source)
-        for path, kind in [(p, "script") for p in scripts] + [(p, "stylesheet") for p in styles]:
+        scripts, styles, lazy = entry_loads(manifest, source)
+        listed = [(p, "script") for p in scripts] + [(p, "stylesheet") for p in styles]
+        for path, kind in listed + [(p, LAZY) for p in lazy]:
             kind_label = "entry script" if path == manifest[source]["file"] else kind
             try:
                 data = (dist / path).read_bytes()
@@ -955,7 +959,8 @@ def bundle_rows(files: Sequence[BundleFile]) -> list[str]:
                 f"| {entry} | `{f.path}` | {f.kind} | {f.raw / 1024:,.1f} | "
                 f"{f.gzipped / 1024:,.1f} |"
             )
-        raw, gzipped = sum(f.raw for f in mine), sum(f.gzipped for f in mine)
+        loaded = [f for f in mine if f.kind != LAZY]
+        raw, gzipped = sum(f.raw for f in loaded), sum(f.gzipped for f in loaded)
         lines.append(
             f"| **{entry}** | **total** | | **{raw / 1024:,.1f}** | **{gzipped / 1024:,.1f}** |"
         )
@@ -1102,7 +1107,8 @@ def run_browser(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    summary = " ".join(__doc__.split("\n\n")[0].split()) if __doc__ else None
+    parser = argparse.ArgumentParser(description=summary)
     parser.add_argument("--nodes", type=int, default=200, help="nodes of the large workflow")
     parser.add_argument("--repeat", type=int, default=5, help="cold and warm opens each")
     parser.add_argument("--steps", type=int, default=60, help="mouse moves per drag")

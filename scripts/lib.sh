@@ -44,14 +44,18 @@ build_frontend() {
     (cd frontend && npm run --silent build -- --logLevel warn)
 }
 
-# ensure_browser: Debian's chromium for the browser tests (Playwright's own browser
-# download does not work offline) and a CJK font, or Chinese renders as empty boxes.
-ensure_browser() {
+# ensure_test_packages: Debian packages the tests drive: chromium for the browser tests
+# (Playwright's own browser download does not work offline) and a CJK font, or Chinese
+# renders as empty boxes; nginx (`nginx -t` and a live check of deploy/nginx) and promtool
+# (package prometheus: the alert rules and their unit tests).
+ensure_test_packages() {
     local missing=()
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
     if [ "${#missing[@]}" -gt 0 ]; then
-        echo "==> installing ${missing[*]} for the browser tests"
+        echo "==> installing ${missing[*]} for the tests"
         local sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
         $sudo apt-get update -qq

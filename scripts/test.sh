@@ -16,7 +16,7 @@ echo "==> import-linter"
 echo "==> frontend: type-check, unit tests (vitest), build"
 build_frontend
 (cd frontend && npm run --silent test)
-ensure_browser
+ensure_test_packages
 echo "==> migrations match the models"
 .venv/bin/python manage.py makemigrations --check --dry-run >/dev/null
 echo "==> pytest"

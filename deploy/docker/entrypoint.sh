@@ -9,8 +9,9 @@
 #   chroma         the Chroma server on $CHROMA_PORT (8000), data in $CHROMA_PATH
 #   migrate        manage.py migrate, then exit
 #   init [--collectstatic]
-#                  migrate, (copy the static files into $VAR_DIR/static,) create the roles and
-#                  the first administrator ($ADMIN_USERNAME, $ADMIN_EMAIL), then exit
+#                  migrate, (copy the static files into $VAR_DIR/static,) then init_assistant:
+#                  the roles and the first administrator ($ADMIN_USERNAME, $ADMIN_EMAIL; its
+#                  password printed once), the samples only with INIT_SAMPLES=true; then exit
 #   manage ARGS    manage.py ARGS
 #   healthcheck [CHECK]
 #                  deploy/docker/healthcheck.py: the check of this container's process
@@ -18,7 +19,7 @@
 #
 # Every process reads the settings from the environment (README, Settings).
 set -euo pipefail
-cd /app
+cd "${APP_DIR:-/app}"
 
 # Each web or worker process writes its Prometheus samples into this folder and /metrics
 # merges them; files left by an earlier run of this container would be merged too.
@@ -84,18 +85,23 @@ case "$role" in
             # (older hashed names stay, for pages still open in browsers).
             python manage.py collectstatic --no-input --verbosity 0
         fi
-        email_args=()
+        extra=()
         if [[ -n "${ADMIN_EMAIL:-}" ]]; then
-            email_args=(--email "$ADMIN_EMAIL")
+            extra+=(--email "$ADMIN_EMAIL")
+        fi
+        # The samples include a web chat that answers anyone (docs/operations.md): a server
+        # gets them only when asked for.
+        if [[ "${INIT_SAMPLES:-false}" != true ]]; then
+            extra+=(--skip-samples)
         fi
         exec python manage.py init_assistant --no-input \
-            --username "${ADMIN_USERNAME:-admin}" "${email_args[@]}"
+            --username "${ADMIN_USERNAME:-admin}" "${extra[@]}"
         ;;
     manage)
         exec python manage.py "$@"
         ;;
     healthcheck)
-        exec python /app/deploy/docker/healthcheck.py "$@"
+        exec python "${APP_DIR:-/app}/deploy/docker/healthcheck.py" "$@"
         ;;
     *)
         exec "$role" "$@"

@@ -30,7 +30,8 @@ DEFAULT_VAR_DIR = "/var/lib/assistant-studio"
 # Room for the multipart envelope around an uploaded file of exactly the limit.
 ENVELOPE_MB = 1
 
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")  # noqa: E501
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 _UPSTREAM = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$|^unix:/[^\s;{}'\"]+$")
 _PATH = re.compile(r"^/[^\s;{}'\"$]*$")
 
@@ -101,7 +102,12 @@ def values_from(args: argparse.Namespace) -> dict[str, str]:
     return values
 
 
-def render(template: str, values: dict[str, str], *, ipv6: bool = True) -> str:
+BROTLI_MARK = "# [brotli] "
+
+
+def render(
+    template: str, values: dict[str, str], *, ipv6: bool = True, brotli: bool = False
+) -> str:
     missing = sorted(set(PLACEHOLDER.findall(template)) - set(values))
     if missing:
         raise RenderError(f"the template uses placeholders without a value: {missing}")
@@ -112,6 +118,10 @@ def render(template: str, values: dict[str, str], *, ipv6: bool = True) -> str:
             for line in text.splitlines(keepends=True)
             if not line.strip().startswith("listen [::]")
         )
+    if brotli:
+        # The template carries the brotli directives commented out: nginx without the
+        # module refuses them.
+        text = text.replace(BROTLI_MARK, "")
     header = "# Rendered by deploy/nginx/render.py: edit the template and render again.\n"
     return header + text
 
@@ -138,12 +148,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-ipv6", action="store_true", help="leave out the [::] listen lines (no IPv6 host)"
     )
+    parser.add_argument(
+        "--brotli",
+        action="store_true",
+        help="turn on brotli compression (needs libnginx-mod-http-brotli-filter)",
+    )
     parser.add_argument("--template", default=str(TEMPLATE))
     parser.add_argument("-o", "--output", help="file to write (default: standard output)")
     args = parser.parse_args(argv)
     try:
         text = render(
-            Path(args.template).read_text(encoding="utf-8"), values_from(args), ipv6=not args.no_ipv6
+            Path(args.template).read_text(encoding="utf-8"),
+            values_from(args),
+            ipv6=not args.no_ipv6,
+            brotli=args.brotli,
         )
     except (RenderError, OSError) as exc:
         sys.stderr.write(f"render.py: {exc}\n")

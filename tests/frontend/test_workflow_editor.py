@@ -373,3 +373,15 @@ def test_the_editor_speaks_chinese_down_to_the_node_settings(
     expect(panel.get_by_role("heading", name="模板")).to_be_visible()
     expect(panel.get_by_label("插入变量: 模板", exact=False).first).to_be_visible()
     screenshot(page, request, "zh")
+
+
+def test_the_list_shows_only_the_workflows_one_may_view(
+    page: Page, live_url: str, designer: Any, make_user: Callable[..., Any]
+) -> None:
+    other = make_user("other", roles=(DESIGNER,))
+    workflow_services.workflow_create(actor=designer, name="我的流程")
+    workflow_services.workflow_create(actor=other, name="别人的流程")
+    sign_in(page, live_url, "designer")
+    table = page.get_by_role("table")
+    expect(table.get_by_role("link", name="我的流程")).to_be_visible()
+    expect(table.get_by_role("link", name="别人的流程")).to_have_count(0)

@@ -9,7 +9,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    no_translations,
+)
 from django.urls import reverse
 
 from assistant_site.checks import NOT_CONFIGURED, chroma_check, service_address
@@ -52,6 +57,7 @@ class Command(BaseCommand):
             help="no demo workflows, knowledge base, sample documents or web chat connector",
         )
 
+    @no_translations  # validation messages in English, whatever language is active
     def handle(self, *args: Any, **options: Any) -> None:
         interactive: bool = options["interactive"]
         if not interactive and not options["username"]:
@@ -70,9 +76,8 @@ class Command(BaseCommand):
 
         admin, created = self._administrator(options, interactive)
         changed |= created
-        summary.append(
-            ("administrator", f"{'created' if created else 'exists already'}: {admin.username}")
-        )
+        state = "created" if created else "exists already"
+        summary.append(("administrator", f"{state}: {admin.get_username()}"))
 
         chat_url = ""
         if options["skip_samples"]:

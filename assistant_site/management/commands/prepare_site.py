@@ -4,7 +4,7 @@ import shutil
 from typing import Any
 
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
@@ -14,6 +14,13 @@ class Command(BaseCommand):
         "first administrator (its password printed once) and the samples (demo workflows, "
         "a knowledge base with sample documents, a web chat connector)."
     )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--skip-samples",
+            action="store_true",
+            help="no demo workflows, knowledge base or web chat (a public server)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.stdout.write("==> migrating the database")
@@ -28,4 +35,10 @@ class Command(BaseCommand):
         # The roles, the first administrator "admin" (its password printed once) and the
         # samples; idempotent, so every start runs it and a second one changes nothing.
         self.stdout.write("==> setting up: roles, administrator, samples (init_assistant)")
-        call_command("init_assistant", interactive=False, username="admin", stdout=self.stdout)
+        call_command(
+            "init_assistant",
+            interactive=False,
+            username="admin",
+            skip_samples=options["skip_samples"],
+            stdout=self.stdout,
+        )
