@@ -10,7 +10,9 @@ alone. Unlike envsubst, a placeholder without a value or a value that could brea
 directive (whitespace, ";", braces, quotes) stops the rendering with a message.
 
 The request body limit and the HSTS lifetime come from the application's environment file
-(the one the systemd units read), so nginx and the application agree on them.
+(the one the systemd units read), so nginx and the application agree on them; so do the ports
+of the two upstreams, gunicorn for HTTP (WEB_PORT, 8010) and uvicorn for /ws/ (WS_PORT, 8020),
+unless --http-upstream or --ws-upstream name them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 DEFAULT_UPLOAD_MB = 50  # KNOWLEDGE_MAX_UPLOAD_MB
 DEFAULT_HSTS_SECONDS = 31_536_000  # DJANGO_HSTS_SECONDS when DJANGO_HTTPS is on
 DEFAULT_VAR_DIR = "/var/lib/assistant-studio"
+# Defaults of deploy/systemd/assistant-studio-web.service (gunicorn, HTTP) and
+# assistant-studio-ws.service (uvicorn, /ws/); tests/deploy/test_systemd_units.py checks them.
+DEFAULT_WEB_PORT = 8010  # WEB_PORT
+DEFAULT_WS_PORT = 8020  # WS_PORT
 # Room for the multipart envelope around an uploaded file of exactly the limit.
 ENVELOPE_MB = 1
 
@@ -93,9 +99,21 @@ def values_from(args: argparse.Namespace) -> dict[str, str]:
         if not 0 < port < 65536:
             raise RenderError(f"{name}={port} is not a port number")
         values[name] = str(port)
+    upstreams = {
+        "HTTP_UPSTREAM": args.http_upstream
+        or f"127.0.0.1:{_int_setting(env, 'WEB_PORT', DEFAULT_WEB_PORT)}",
+        "WS_UPSTREAM": args.ws_upstream
+        or f"127.0.0.1:{_int_setting(env, 'WS_PORT', DEFAULT_WS_PORT)}",
+    }
+    for name, upstream in upstreams.items():
+        values[name] = _check(name, upstream, _UPSTREAM, "host:port or unix:/path")
+    if values["HTTP_UPSTREAM"] == values["WS_UPSTREAM"]:
+        raise RenderError(
+            f"HTTP_UPSTREAM and WS_UPSTREAM are both {values['HTTP_UPSTREAM']}: HTTP goes to "
+            "gunicorn and /ws/ to uvicorn, two servers on two addresses"
+        )
     values |= {
         "SERVER_NAME": server_name,
-        "UPSTREAM": _check("UPSTREAM", args.upstream, _UPSTREAM, "host:port or unix:/path"),
         "MAX_BODY_SIZE": f"{upload_mb + ENVELOPE_MB}m",
         "HSTS_SECONDS": str(hsts),
     }
@@ -129,7 +147,16 @@ def render(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--server-name", required=True, help="public host name (SERVER_NAME)")
-    parser.add_argument("--upstream", default="127.0.0.1:8000", help="uvicorn's host:port")
+    parser.add_argument(
+        "--http-upstream",
+        help="gunicorn's host:port or unix:/path, for everything but /ws/ "
+        f"(default: 127.0.0.1:WEB_PORT from the environment file, else {DEFAULT_WEB_PORT})",
+    )
+    parser.add_argument(
+        "--ws-upstream",
+        help="uvicorn's host:port or unix:/path, for the WebSockets under /ws/ "
+        f"(default: 127.0.0.1:WS_PORT from the environment file, else {DEFAULT_WS_PORT})",
+    )
     parser.add_argument(
         "--env-file", help="the application's environment file (/etc/assistant-studio/env)"
     )
