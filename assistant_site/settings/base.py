@@ -295,6 +295,10 @@ for _entry in OUTBOUND_HTTP_ALLOWED_HOSTS:
 # --- Observability ---------------------------------------------------------------------
 METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS", ["127.0.0.1/32", "::1/128"])
+# A Celery worker's own /metrics (assistant_site/worker_metrics.py): for containers, where
+# each worker keeps its samples in a folder of its own. 0: off.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0, minimum=0)
+WORKER_METRICS_ADDRESS = env_str("WORKER_METRICS_ADDRESS", "0.0.0.0")  # noqa: S104  (containers)
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "json")
 if LOG_FORMAT not in {"json", "text"}:
