@@ -47,13 +47,14 @@ build_frontend() {
 # ensure_test_packages: Debian packages the tests drive: chromium for the browser tests
 # (Playwright's own browser download does not work offline) and a CJK font, or Chinese
 # renders as empty boxes; nginx (`nginx -t` and a live check of deploy/nginx) and promtool
-# (package prometheus: the alert rules and their unit tests).
+# (package prometheus: the alert rules and their unit tests); shellcheck for the scripts.
 ensure_test_packages() {
     local missing=()
     command -v chromium >/dev/null 2>&1 || missing+=(chromium)
     [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
     command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
     if [ "${#missing[@]}" -gt 0 ]; then
         echo "==> installing ${missing[*]} for the tests"
         local sudo=""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The image's entry point: the first argument names the process this container runs.
 #
-#   web            uvicorn: HTTP and WebSockets (/ws/) on $PORT (8000)
+#   web            gunicorn (WSGI): HTTP, everything but /ws/, on $PORT (8000)
+#   ws             uvicorn (ASGI): the WebSockets under /ws/, on $PORT (8000)
 #   worker-runs    Celery worker for the `runs` queue (threads, $RUNS_WORKER_THREADS)
 #   worker-ingest  Celery worker for the `ingest` queue (prefork, $INGEST_WORKER_CONCURRENCY)
 #   beat           Celery beat (exactly one per installation)
@@ -17,7 +18,10 @@
 #                  deploy/docker/healthcheck.py: the check of this container's process
 #   anything else  run as given (e.g. bash)
 #
-# Every process reads the settings from the environment (README, Settings).
+# Every process reads the settings from the environment (README, Settings). A proxy in front
+# sends /ws/ to a `ws` container and everything else to a `web` one (deploy/nginx/, the
+# Kubernetes Ingress): gunicorn serves several times uvicorn's HTTP requests at less CPU per
+# request (docs/architecture.md, "HTTP: WSGI or ASGI").
 set -euo pipefail
 cd "${APP_DIR:-/app}"
 
@@ -30,17 +34,45 @@ prepare_metrics_dir() {
     fi
 }
 
+# CPUs this container may use: its CPU quota (cgroup v2 cpu.max: docker --cpus, a Kubernetes
+# limit) rounded up, else the CPUs it may run on.
+usable_cpus() {
+    local quota period
+    if read -r quota period 2>/dev/null </sys/fs/cgroup/cpu.max && [[ $quota =~ ^[0-9]+$ ]]; then
+        echo $(((quota + period - 1) / period))
+    else
+        nproc
+    fi
+}
+
 role="${1:-web}"
 [[ $# -gt 0 ]] && shift
 
 case "$role" in
     web)
         prepare_metrics_dir
+        # Sync workers, 2 per usable CPU by default. --timeout: a worker busy longer is
+        # killed; the slowest requests are node test runs (60 s) and webhooks waiting for
+        # their run (?wait=, at most 30 s). On stop, requests in progress get
+        # WEB_GRACEFUL_TIMEOUT. No access log: the proxy logs requests, the application its
+        # own lines. The port is reachable only from the container network, where the
+        # proxy's address is not known in advance: X-Forwarded-Proto is trusted from any
+        # peer unless FORWARDED_ALLOW_IPS narrows it. The config file removes an exited
+        # worker's live metrics (deploy/gunicorn.conf.py).
+        exec gunicorn assistant_site.wsgi:application \
+            --config "${APP_DIR:-/app}/deploy/gunicorn.conf.py" \
+            --bind "0.0.0.0:${PORT:-8000}" --workers "${WEB_WORKERS:-$((2 * $(usable_cpus)))}" \
+            --timeout "${WEB_TIMEOUT:-90}" --graceful-timeout "${WEB_GRACEFUL_TIMEOUT:-30}" \
+            --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-*}" --no-control-socket "$@"
+        ;;
+    ws)
+        prepare_metrics_dir
         # --lifespan off: Django's ASGI handler has no lifespan support. The graceful timeout
         # bounds how long open WebSockets delay a stop (they reconnect to another replica).
+        # uvicorn answers HTTP too (/healthz, /readyz for the probes).
         exec uvicorn assistant_site.asgi:application --host 0.0.0.0 --port "${PORT:-8000}" \
-            --workers "${WEB_WORKERS:-2}" --lifespan off --no-access-log \
-            --timeout-graceful-shutdown "${WEB_GRACEFUL_TIMEOUT:-20}" "$@"
+            --workers "${WS_WORKERS:-2}" --lifespan off --no-access-log \
+            --timeout-graceful-shutdown "${WS_GRACEFUL_TIMEOUT:-20}" "$@"
         ;;
     worker-runs)
         prepare_metrics_dir

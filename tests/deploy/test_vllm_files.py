@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import require_service
+
 REPO = Path(__file__).resolve().parents[2]
 VLLM_DIR = REPO / "deploy" / "vllm"
 CHAT = VLLM_DIR / "serve-chat.sh"
@@ -126,11 +128,10 @@ def test_script_is_executable_valid_bash(script: Path) -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
 def test_script_passes_shellcheck(script: Path) -> None:
-    # shellcheck is an optional extra (a Debian package, not in our requirements), so it is
-    # skipped where it is missing, CI included; bash -n and the argv tests are the guarantee.
+    # shellcheck is a Debian package that scripts/test.sh installs when it is missing.
     binary = shutil.which("shellcheck")
-    if binary is None:
-        pytest.skip("shellcheck is not installed")
+    require_service(binary is not None, "shellcheck (apt-get install shellcheck)")
+    assert binary is not None
     result = subprocess.run(
         [binary, "--shell=bash", str(script)],
         capture_output=True,
