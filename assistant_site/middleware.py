@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
+from django.urls import resolve
 
 from assistant_site import request_context
 from assistant_site.metrics import HTTP_LATENCY, HTTP_REQUESTS
@@ -74,6 +75,26 @@ class MetricsMiddleware:
 
 
 _KNOWN_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+# Probes and scrapes come addressed by an internal name (web:8000, a pod's address) that
+# ALLOWED_HOSTS rightly refuses for pages; these views read nothing from the Host header.
+PROBE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ProbeMiddleware:
+    """Answers /healthz, /readyz and /metrics before anything validates the Host header."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if request.path_info not in PROBE_PATHS:
+            return self.get_response(request)
+        match = resolve(request.path_info)
+        request.resolver_match = match
+        response: HttpResponseBase = match.func(request, *match.args, **match.kwargs)
+        return response
 
 
 class ContentSecurityPolicyMiddleware:

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "assistant_site.middleware.RequestIdMiddleware",
     "assistant_site.middleware.MetricsMiddleware",
+    "assistant_site.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "assistant_site.middleware.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
