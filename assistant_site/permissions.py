@@ -64,6 +64,11 @@ def permission_name(model: type[models.Model], action: str) -> str:
     return f"{model._meta.app_label}.{action}_{model._meta.model_name}"
 
 
+def user_actions(user: Any, obj: models.Model) -> list[str]:
+    """Every action the user may do on ``obj`` (for APIs that tell a client what to offer)."""
+    return [action for action in object_actions(type(obj)) if user_can(user, action, obj)]
+
+
 def user_can(user: Any, action: str, obj: models.Model) -> bool:
     perm = permission_name(type(obj), action)
     return bool(user.has_perm(perm) or user.has_perm(perm, obj))

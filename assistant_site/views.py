@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import secrets
 import time
 from collections.abc import Callable
 
@@ -20,6 +18,7 @@ from assistant_site.checks import (
     redis_check,
 )
 from assistant_site.metrics import render_latest
+from assistant_site.metrics_access import scrape_allowed
 from assistant_site.middleware import client_ip
 
 _CHECK_TIMEOUT_S = 2.0
@@ -62,27 +61,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _metrics_allowed(request: HttpRequest) -> bool:
-    token: str = settings.METRICS_BEARER_TOKEN
-    header = request.headers.get("Authorization", "")
-    if token and header.startswith("Bearer "):
-        return secrets.compare_digest(header.removeprefix("Bearer ").encode(), token.encode())
-    address = client_ip(request)
-    if not address:
-        return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(
-        ip in ipaddress.ip_network(net, strict=False) for net in settings.METRICS_ALLOWED_IPS
-    )
-
-
 @never_cache
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    if not _metrics_allowed(request):
+    if not scrape_allowed(client_ip(request), request.headers.get("Authorization", "")):
         response = HttpResponse(
             "metrics: present a valid bearer token or call from an allowed address\n",
             status=401 if settings.METRICS_BEARER_TOKEN else 403,

@@ -9,31 +9,17 @@ Same rules as the web's `/metrics`: the bearer token ``METRICS_BEARER_TOKEN`` or
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from django.conf import settings
 
 from assistant_site.metrics import render_latest
+from assistant_site.metrics_access import scrape_allowed
 
 logger = logging.getLogger(__name__)
 REFUSED = b"metrics: present a valid bearer token or call from an allowed address\n"
-
-
-def _allowed(address: str, header: str) -> bool:
-    token: str = settings.METRICS_BEARER_TOKEN
-    if token and header.startswith("Bearer "):
-        return secrets.compare_digest(header.removeprefix("Bearer ").encode(), token.encode())
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(
-        ip in ipaddress.ip_network(net, strict=False) for net in settings.METRICS_ALLOWED_IPS
-    )
 
 
 class _MetricsHandler(BaseHTTPRequestHandler):
@@ -41,7 +27,7 @@ class _MetricsHandler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] != "/metrics":
             self.send_error(404)
             return
-        if not _allowed(self.client_address[0], self.headers.get("Authorization", "")):
+        if not scrape_allowed(self.client_address[0], self.headers.get("Authorization", "")):
             status = 401 if settings.METRICS_BEARER_TOKEN else 403
             self.send_response(status)
             self.end_headers()

@@ -19,8 +19,8 @@ from assistant_site.crypto import SecretDecryptionError
 from assistant_site.permissions import (
     ObjectPermission,
     ViewableObjectsFilter,
-    object_actions,
     permitted,
+    user_actions,
     user_can,
     viewable,
 )
@@ -110,8 +110,7 @@ class KnowledgeBaseDetailOutputSerializer(KnowledgeBaseOutputSerializer):
         fields = (*KnowledgeBaseOutputSerializer.Meta.fields, "permissions")
 
     def get_permissions(self, base: KnowledgeBase) -> list[str]:
-        user = self.context["request"].user
-        return [action for action in object_actions(KnowledgeBase) if user_can(user, action, base)]
+        return user_actions(self.context["request"].user, base)
 
 
 class KnowledgeBaseDetailApi(_KnowledgeBaseApi, generics.RetrieveAPIView[KnowledgeBase]):

@@ -21,7 +21,7 @@ from assistant_site.crypto import is_set
 from assistant_site.permissions import (
     ObjectPermission,
     ViewableObjectsFilter,
-    object_actions,
+    user_actions,
     user_can,
 )
 from workflows import node_types, services
@@ -91,8 +91,7 @@ class WorkflowDetailOutputSerializer(WorkflowOutputSerializer):
         fields = (*WorkflowOutputSerializer.Meta.fields, "permissions")
 
     def get_permissions(self, workflow: Workflow) -> list[str]:
-        user = self.context["request"].user
-        return [action for action in object_actions(Workflow) if user_can(user, action, workflow)]
+        return user_actions(self.context["request"].user, workflow)
 
 
 class WorkflowDetailApi(_WorkflowApi, generics.RetrieveAPIView[Workflow]):
