@@ -95,7 +95,11 @@ def serve_double() -> None:
     from tests.doubles.vllm_server import VllmDouble
 
     params = json.loads(sys.argv[1])
-    double = VllmDouble(ttft_s=float(params["ttft_s"]), token_delay_s=0.0, reply=params["reply"])
+    double = VllmDouble(
+        ttft_s=float(params["ttft_s"]),
+        token_delay_s=float(params.get("token_delay_s", 0.0)),
+        reply=params["reply"],
+    )
     with double:
         print(json.dumps({"base_url": double.base_url, "model": double.model}), flush=True)
         for line in sys.stdin:
@@ -119,8 +123,10 @@ class DoubleStats:
 class DoubleProcess:
     """The parent's handle on the double's process."""
 
-    def __init__(self, ttft_s: float, log_path: Path) -> None:
-        params = json.dumps({"ttft_s": ttft_s, "reply": REPLY})
+    def __init__(
+        self, ttft_s: float, log_path: Path, *, token_delay_s: float = 0.0, reply: str = REPLY
+    ) -> None:
+        params = json.dumps({"ttft_s": ttft_s, "token_delay_s": token_delay_s, "reply": reply})
         code = "from bench.llm_gateway import serve_double; serve_double()"
         self.argv = [sys.executable, "-c", code, params]
         self.log_path = log_path

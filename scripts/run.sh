@@ -23,6 +23,10 @@ WEB_WORKERS="${WEB_WORKERS:-$([ -n "${REDIS_URL:-}" ] && echo 2 || echo 1)}"
 # Each thread executes one run at a time, so this also caps model calls in flight per
 # process (docs/llm.md#concurrency-per-endpoint).
 RUNS_WORKER_THREADS="${RUNS_WORKER_THREADS:-64}"
+# One runs worker process per core (at most 4): a process runs Python on one core at a time,
+# and short runs are CPU-bound (bench/end_to_end.py: 2 processes answered 2.3 times the
+# messages of one on 2 cores).
+RUNS_WORKERS="${RUNS_WORKERS:-$(cores="$(nproc)"; echo $((cores > 4 ? 4 : cores)))}"
 
 mkdir -p var
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
@@ -75,9 +79,11 @@ exec 3>&-
 
 if [ -n "${REDIS_URL:-}" ]; then
     # Runs are I/O-bound (model calls): threads keep many in flight in one process.
-    start runs .venv/bin/celery -A assistant_site worker -Q runs -P threads \
-        -c "$RUNS_WORKER_THREADS" \
-        -n "runs@%h" --loglevel INFO
+    for n in $(seq "$RUNS_WORKERS"); do
+        start "runs$n" .venv/bin/celery -A assistant_site worker -Q runs -P threads \
+            -c "$RUNS_WORKER_THREADS" \
+            -n "runs$n@%h" --loglevel INFO
+    done
     # Ingestion is CPU-bound: one prefork process, not competing with the web server.
     start ingest .venv/bin/celery -A assistant_site worker -Q ingest -c 1 \
         -n "ingest@%h" --loglevel INFO

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
-from assistant_site.celery import app
+from assistant_site.celery import database_defaults, app
 from assistant_site.tasks import ping_task
 
 
@@ -36,3 +38,16 @@ def test_knowledge_tasks_route_to_the_ingest_queue() -> None:
         == "runs"
     )
     assert {queue.name for queue in app.conf.task_queues} == {"runs", "ingest"}
+
+
+def test_pooled_workers_hand_connections_back_after_each_task(settings: Any) -> None:
+    """With the psycopg pool, a worker thread must not keep a connection between tasks: 10
+    threads that had run a connector task held the pool's 10 connections, and the other
+    threads' runs failed with PoolTimeout (bench/end_to_end.py). Celery's Django fix-up
+    closes (returns) the connection around each task when CELERY_DB_REUSE_MAX is unset."""
+    default = settings.DATABASES["default"]
+    settings.DATABASES = {"default": {**default, "OPTIONS": {"pool": {"max_size": 10}}}}
+    assert "CELERY_DB_REUSE_MAX" not in database_defaults()
+    # Without a pool, closing means a new connection per task: reuse it.
+    settings.DATABASES = {"default": {**default, "OPTIONS": {}}}
+    assert database_defaults() == {"CELERY_DB_REUSE_MAX": 1000}
