@@ -1170,7 +1170,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--echo-senders", type=int, nargs="+", default=[60, 200])
     parser.add_argument("--echo-seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds before measuring")
-    parser.add_argument("--qa-visitors", type=int, nargs="+", default=[5, 10, 20, 40, 80, 160])
+    parser.add_argument("--qa-visitors", type=int, nargs="+", default=[1, 2, 5, 10, 20, 40, 80])
     parser.add_argument("--qa-seconds", type=float, default=20.0)
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--fanout", type=int, default=256)

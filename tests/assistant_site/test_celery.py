@@ -6,7 +6,7 @@ import redis
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 
-from assistant_site.celery import database_defaults, app
+from assistant_site.celery import app, database_defaults
 from assistant_site.tasks import ping_task
 
 
