@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from celery import current_app
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
@@ -59,7 +60,7 @@ from connectors.registry import adapter_for, connector_settings, secrets_dict
 from workflows.exceptions import NoPublishedVersionError, WorkflowInvalidError
 from workflows.models import Conversation, ConversationMessage, Run
 from workflows.nodes.message_trigger import ChatMessage
-from workflows.services import message_receive, message_replay
+from workflows.services import message_receive, message_replay, worker_thread_loop
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,18 @@ BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 300.0
 
 
+def in_worker_task() -> bool:
+    """True on a Celery worker's thread executing a task (not an eager call, which is the
+    web process or a test)."""
+    return current_app.current_worker_task is not None
+
+
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run an adapter call from synchronous code (tasks, the admin)."""
+    """Run an adapter call from synchronous code (tasks, the admin). A worker thread uses
+    its kept event loop: a new loop per call also opened new Redis connections for the web
+    chat's channel layer."""
+    if in_worker_task():
+        return worker_thread_loop().run_until_complete(coroutine)
     return asyncio.run(coroutine)
 
 
@@ -394,6 +405,7 @@ def event_process(*, event_id: int) -> InboundEvent | None:
         _command_answer(event)
         return event
     message = ChatMessage.model_validate(event.item["message"])
+    answered = False  # a reply of the connector's own to send now (the run's come later)
     try:
         with transaction.atomic():
             outcome = message_receive(workflow=connector.workflow, message=message)
@@ -403,6 +415,7 @@ def event_process(*, event_id: int) -> InboundEvent | None:
                 _event_finish(event, InboundEvent.Status.RATE_LIMITED, outcome.reason)
                 if outcome.reply:
                     _delivery_add(event, f"event:{event.pk}:limit", outcome.reply)
+                    answered = True
             else:
                 _event_finish(event, InboundEvent.Status.IGNORED, outcome.reason)
     except NoPublishedVersionError as exc:
@@ -410,7 +423,9 @@ def event_process(*, event_id: int) -> InboundEvent | None:
             _event_finish(event, InboundEvent.Status.FAILED, str(exc))
             if connector.error_text:
                 _delivery_add(event, f"event:{event.pk}:error", connector.error_text)
-    _flush_after_commit(connector.pk, event.chat_id)
+                answered = True
+    if answered:
+        _flush_after_commit(connector.pk, event.chat_id, here=True)
     return event
 
 
@@ -431,7 +446,7 @@ def _command_answer(event: InboundEvent) -> None:
         _event_finish(event, InboundEvent.Status.ANSWERED, f"/{command}")
         if text:
             _delivery_add(event, f"event:{event.pk}:command", text)
-    _flush_after_commit(connector.pk, event.chat_id)
+    _flush_after_commit(connector.pk, event.chat_id, here=True)
 
 
 def _delivery_add(event: InboundEvent, key: str, text: str, run: Run | None = None) -> Delivery:
@@ -556,7 +571,22 @@ def run_finished_receiver(sender: Any, run: Run, **kwargs: Any) -> None:
         return
     from connectors.tasks import run_replies_deliver_task
 
-    transaction.on_commit(functools.partial(run_replies_deliver_task.delay, str(run.pk)))
+    if in_worker_task():
+        # On the thread that ran it, right after its commit: two task hops less between the
+        # run's end and the user's answer (bench/end_to_end.py, docs/benchmarks.md).
+        transaction.on_commit(functools.partial(_replies_deliver_here, str(run.pk)))
+    else:
+        transaction.on_commit(functools.partial(run_replies_deliver_task.delay, str(run.pk)))
+
+
+def _replies_deliver_here(run_id: str) -> None:
+    from connectors.tasks import run_replies_deliver_task
+
+    try:
+        run_replies_deliver(run_id=run_id)
+    except Exception:  # left to a task (and its retries), as before
+        logger.exception("delivering the replies of run %s failed; queued for a worker", run_id)
+        run_replies_deliver_task.delay(run_id)
 
 
 def run_replies_deliver(*, run_id: str) -> list[Delivery]:
@@ -592,17 +622,28 @@ def run_replies_deliver(*, run_id: str) -> list[Delivery]:
                 delivery.save(update_fields=["status", "message_ids", "handle"])
             deliveries.append(delivery)
         InboundEvent.objects.filter(pk=event.pk).update(status=InboundEvent.Status.REPLIED)
-    _flush_after_commit(connector.pk, event.chat_id)
+    _flush_after_commit(connector.pk, event.chat_id, here=True)
     return deliveries
 
 
-def _flush_after_commit(connector_id: int, chat_id: str, countdown: float = 0) -> None:
+def _flush_after_commit(
+    connector_id: int, chat_id: str, countdown: float = 0, *, here: bool = False
+) -> None:
+    """Send the chat's open deliveries once the current transaction commits: from a task,
+    or with ``here`` (and no countdown) on this worker thread, one task hop less per answer.
+    Sending here falls back to the task when it fails."""
     from connectors.tasks import deliveries_flush_task
 
-    def enqueue() -> None:
+    def flush() -> None:
+        if here and not countdown and in_worker_task():
+            try:
+                deliveries_flush(connector_id=connector_id, chat_id=chat_id)
+                return
+            except Exception:
+                logger.exception("sending to chat %s failed; queued for a worker", chat_id)
         deliveries_flush_task.apply_async((connector_id, chat_id), countdown=countdown)
 
-    transaction.on_commit(enqueue)
+    transaction.on_commit(flush)
 
 
 # --- delivery -------------------------------------------------------------------------------

@@ -959,10 +959,11 @@ class _ThreadRunner(threading.local):
 _thread_runner = _ThreadRunner()
 
 
-def _thread_loop() -> asyncio.AbstractEventLoop:
-    """The event loop runs execute on in this thread, kept from run to run: the channel
-    layer's Redis connections belong to a loop, so a loop per run would open and close them
-    for every run (about a third of a short run's cost, measured)."""
+def worker_thread_loop() -> asyncio.AbstractEventLoop:
+    """The event loop runs execute on in this worker thread, kept from run to run: the
+    channel layer's Redis connections belong to a loop, so a loop per run would open and
+    close them for every run (about a third of a short run's cost, measured). Connectors
+    send their replies on it too. Only for threads that live long (the worker's)."""
     loop = _thread_runner.loop
     if loop is None or loop.is_closed():
         loop = _thread_runner.loop = asyncio.new_event_loop()
@@ -1110,7 +1111,7 @@ def run_execute(*, run_id: str) -> Run:
         # A run mostly waits on models and APIs: give the connection back (to the pool) for
         # that time, or a few runs would hold every connection of the worker's threads.
         _release_connection()
-        result = _thread_loop().run_until_complete(
+        result = worker_thread_loop().run_until_complete(
             _execute_streaming(
                 compiled, run, events, resources=resources, conversation=memory, observers=observers
             )
