@@ -434,13 +434,21 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def _is_helper(pid: int) -> bool:
+    """multiprocessing's resource tracker, which uvicorn's supervisor also starts."""
+    with contextlib.suppress(OSError):
+        return b"resource_tracker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    return False
+
+
 def memory_snapshot(processes: dict[str, int]) -> dict[str, float]:
     """RSS in MiB by process label (the web server's workers each on their own)."""
     snapshot: dict[str, float] = {}
     for label, pid in processes.items():
         snapshot[label] = rss_mib(pid)
         if label == "web (uvicorn)":
-            for n, child in enumerate(children(pid), start=1):
+            workers = [child for child in children(pid) if not _is_helper(child)]
+            for n, child in enumerate(workers, start=1):
                 snapshot[f"web worker {n}"] = rss_mib(child)
     snapshot["bench process (load, Telegram double)"] = rss_mib(os.getpid())
     with contextlib.suppress(Exception):
@@ -662,7 +670,9 @@ def http_session(connections: int) -> Any:
     import aiohttp
 
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=connections),
+        # Below uvicorn's 5 s keep-alive: a sender waiting longer for its answer would else
+        # post on a connection the server has just closed (a reset, not the product's error).
+        connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=3.0),
         timeout=aiohttp.ClientTimeout(total=30),
         cookie_jar=aiohttp.DummyCookieJar(),
     )

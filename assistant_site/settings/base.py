@@ -166,8 +166,9 @@ CELERY_TASK_ROUTES = {"knowledge.*": {"queue": "ingest"}}
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-# One task reserved per thread: with Celery's 4, the first runs worker to ask took 256 of 256
-# conversations at once and ran 64 while the other worker idled (bench/end_to_end.py).
+# One task reserved per thread (Celery's advice for long tasks): with its default of 4 a busy
+# worker holds 4 x threads runs that another worker, or a new replica, could start, and
+# the `runs` list that autoscalers watch stays empty meanwhile.
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1, minimum=1)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
