@@ -169,10 +169,13 @@ def systemd_words(command: str) -> list[str]:
 
 
 def run_sh_processes() -> dict[str, list[str]]:
-    """`start NAME COMMAND...` lines of scripts/run.sh, as NAME: words."""
+    """`start NAME COMMAND...` lines of scripts/run.sh, as NAME: words. A process started
+    once per instance (`start "runs$n" ...`, one per core) is named without its number: a
+    unit is a template for every instance (systemd: one unit, copied per instance)."""
     text = (REPO / "scripts" / "run.sh").read_text(encoding="utf-8").replace("\\\n", " ")
+    text = text.replace("$n", "")
     found = {}
-    for match in re.finditer(r"^\s*start ([a-z]+) (.+)$", text, re.MULTILINE):
+    for match in re.finditer(r'^\s*start "?([a-z]+)"? (.+)$', text, re.MULTILINE):
         found[match.group(1)] = shlex.split(match.group(2))
     return found
 
