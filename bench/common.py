@@ -71,3 +71,16 @@ def percentile_ms(sorted_s: Sequence[float], fraction: float) -> float:
         return math.nan
     rank = max(1, math.ceil(fraction * len(sorted_s)))
     return sorted_s[rank - 1] * 1000.0
+
+
+def log_tracebacks(path: Path) -> str:
+    """Counts the tracebacks in a server or worker log; prints its tail when there are any.
+    Answers a note for the report ("" when none)."""
+    if not path.exists():
+        return ""
+    text = path.read_text(errors="replace")
+    count = text.count("Traceback")
+    if count:
+        log(f"{path.name}: {count} tracebacks, last lines:\n{text[-4000:]}")
+        return f"{count} tracebacks in {path.name} (tail on stderr)."
+    return ""

@@ -57,6 +57,7 @@ from bench.common import (
     REPO,
     BenchError,
     log,
+    log_tracebacks,
     percentile_ms,
     production_env,
     run_step,
@@ -600,17 +601,6 @@ def report(
     return "\n".join(lines)
 
 
-def server_log_summary(path: Path) -> str:
-    if not path.exists():
-        return ""
-    text = path.read_text(errors="replace")
-    tracebacks = text.count("Traceback")
-    if tracebacks:
-        log(f"server log ({tracebacks} tracebacks), last lines:\n{text[-4000:]}")
-        return f"{tracebacks} tracebacks (tail on stderr)."
-    return ""
-
-
 # --- Main ------------------------------------------------------------------------------
 
 
@@ -692,7 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     queued, stored_total = queued_tasks(), rows_of(connector_id)
             finally:
                 purge_queue()
-                server_log = server_log_summary(var_dir / f"{server.name}.log")
+                server_log = log_tracebacks(var_dir / f"{server.name}.log")
     except BenchError as exc:
         log(f"failed: {exc}")
         return 1

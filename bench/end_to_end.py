@@ -35,6 +35,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import functools
 import itertools
 import json
 import math
@@ -66,6 +67,7 @@ from bench.common import (
     REPO,
     BenchError,
     log,
+    log_tracebacks,
     percentile_ms,
     production_env,
     run_step,
@@ -897,10 +899,10 @@ def scenario_qa(
     # them all before measuring.
     warm_visitors = 4 * WORKERS.processes
 
-    async def warm_up() -> ChatTurns:
-        turns = ChatTurns()
-        deadline = time.perf_counter() + 8.0
-        async with http_session(warm_visitors) as session:
+    async def conversations(count: int, seconds: float, seed: int) -> ChatTurns:
+        turns = ChatTurns(window_s=seconds)
+        deadline = time.perf_counter() + seconds
+        async with http_session(count) as session:
             await asyncio.gather(
                 *(
                     visitor(
@@ -909,42 +911,23 @@ def scenario_qa(
                         objects.webchat_connector,
                         turns=turns,
                         deadline=deadline,
-                        gen=TextGen(random.Random(n)),
+                        gen=TextGen(random.Random(seed + n)),
                     )
-                    for n in range(warm_visitors)
+                    for n in range(count)
                 )
             )
         return turns
 
-    warm = run_async(warm_up)
+    warm = run_async(lambda: conversations(warm_visitors, 8.0, 0))
     log(f"scenario 3: warm-up, {warm.completed} answers from {warm_visitors} visitors")
     rows: list[Row] = []
     sustained = 0
     sustained_row: ChatTurns | None = None
     for visitors in args.qa_visitors:
         log(f"scenario 3: chat Q&A, {visitors} visitors for {args.qa_seconds:g} s")
-
-        async def phase(visitors: int = visitors) -> ChatTurns:
-            gen = TextGen(random.Random(visitors))
-            async with http_session(visitors) as session:
-                turns = ChatTurns(window_s=args.qa_seconds)
-                deadline = time.perf_counter() + args.qa_seconds
-                await asyncio.gather(
-                    *(
-                        visitor(
-                            session,
-                            base,
-                            objects.webchat_connector,
-                            turns=turns,
-                            deadline=deadline,
-                            gen=gen,
-                        )
-                        for _ in range(visitors)
-                    )
-                )
-                return turns
-
-        turns = run_async(phase)
+        turns = run_async(
+            functools.partial(conversations, visitors, args.qa_seconds, 1000 * visitors)
+        )
         p99 = seconds_p(turns.ttft, 0.99)
         passed = turns.errors == 0 and p99 <= TTFT_TARGET_S * 1000
         log(
@@ -954,7 +937,7 @@ def scenario_qa(
         )
         rows.append(
             Row(
-                "3 chat Q&A (web chat, 10k chunks, streamed)",
+                f"3 chat Q&A (web chat, {objects.chunks:,} chunks, streamed)",
                 f"{visitors} visitors asking back to back",
                 f"{turns.completed / args.qa_seconds:,.1f} answers/s; TTFT over the model's "
                 f"{ms(model_p50)} ms: +{ms(seconds_p(turns.ttft, 0.5) - model_p50)} ms (p50)",
@@ -1160,17 +1143,6 @@ def report(
 
 def worker_tracebacks(log_dir: Path) -> str:
     return " ".join(filter(None, map(log_tracebacks, sorted(log_dir.glob("worker*.log")))))
-
-
-def log_tracebacks(path: Path) -> str:
-    if not path.exists():
-        return ""
-    text = path.read_text(errors="replace")
-    count = text.count("Traceback")
-    if count:
-        log(f"{path.name}: {count} tracebacks, last lines:\n{text[-4000:]}")
-        return f"{count} tracebacks in {path.name} (tail on stderr)."
-    return ""
 
 
 # --- Main ------------------------------------------------------------------------------------
