@@ -25,7 +25,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -571,22 +571,28 @@ def run_finished_receiver(sender: Any, run: Run, **kwargs: Any) -> None:
         return
     from connectors.tasks import run_replies_deliver_task
 
+    run_id = str(run.pk)
+    transaction.on_commit(
+        functools.partial(
+            _here_or_queued,
+            lambda: run_replies_deliver(run_id=run_id),
+            run_replies_deliver_task,
+            run_id,
+        )
+    )
+
+
+def _here_or_queued(here: Callable[[], object], task: Any, *args: Any) -> None:
+    """On a worker's thread, do it now: the answer leaves from the thread that ran the run,
+    without a task hop (bench/end_to_end.py, docs/benchmarks.md). Elsewhere (the web process,
+    eager tests), or when doing it here fails, queue ``task`` with ``args`` as before."""
     if in_worker_task():
-        # On the thread that ran it, right after its commit: two task hops less between the
-        # run's end and the user's answer (bench/end_to_end.py, docs/benchmarks.md).
-        transaction.on_commit(functools.partial(_replies_deliver_here, str(run.pk)))
-    else:
-        transaction.on_commit(functools.partial(run_replies_deliver_task.delay, str(run.pk)))
-
-
-def _replies_deliver_here(run_id: str) -> None:
-    from connectors.tasks import run_replies_deliver_task
-
-    try:
-        run_replies_deliver(run_id=run_id)
-    except Exception:  # left to a task (and its retries), as before
-        logger.exception("delivering the replies of run %s failed; queued for a worker", run_id)
-        run_replies_deliver_task.delay(run_id)
+        try:
+            here()
+            return
+        except Exception:
+            logger.exception("%s%r failed on this worker thread; queued again", task.name, args)
+    task.delay(*args)
 
 
 def run_replies_deliver(*, run_id: str) -> list[Delivery]:
@@ -634,16 +640,20 @@ def _flush_after_commit(
     Sending here falls back to the task when it fails."""
     from connectors.tasks import deliveries_flush_task
 
-    def flush() -> None:
-        if here and not countdown and in_worker_task():
-            try:
-                deliveries_flush(connector_id=connector_id, chat_id=chat_id)
-                return
-            except Exception:
-                logger.exception("sending to chat %s failed; queued for a worker", chat_id)
-        deliveries_flush_task.apply_async((connector_id, chat_id), countdown=countdown)
-
-    transaction.on_commit(flush)
+    if here and not countdown:
+        transaction.on_commit(
+            functools.partial(
+                _here_or_queued,
+                lambda: deliveries_flush(connector_id=connector_id, chat_id=chat_id),
+                deliveries_flush_task,
+                connector_id,
+                chat_id,
+            )
+        )
+    else:
+        transaction.on_commit(
+            lambda: deliveries_flush_task.apply_async((connector_id, chat_id), countdown=countdown)
+        )
 
 
 # --- delivery -------------------------------------------------------------------------------
