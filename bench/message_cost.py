@@ -6,9 +6,9 @@ workers call, in one thread and in order, and measures each step on its own:
 
     receive          the callback URL's service (verify, parse, store the event)
     event_process    the connectors.event_process task (claim, conversation, run row)
-    run_execute      the workflows.run_execute task (claim, execute, trace, replies)
-    replies_deliver  turn the run's replies into deliveries (on the run's worker thread)
-    deliveries_flush send them to the Telegram double (ditto)
+    run_execute      executing the run (claim, execute, trace, replies), in the same task
+    replies_deliver  turn the run's replies into deliveries, on the same thread
+    deliveries_flush send them to the Telegram double, ditto
 
 It patches only the hand-over between steps (the task queue) so that each step runs when the
 script says, and makes the connector code believe it is on a worker's thread (the answer
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import base64
 import cProfile
+import functools
 import json
 import os
 import pstats
@@ -43,7 +44,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import DATABASE_URL, log, production_env, run_step
 from bench.http_servers import machine_lines
-from tests.doubles.telegram_server import DEFAULT_TOKEN, DEFAULT_USERNAME, TelegramDouble
+from tests.doubles.telegram_server import (
+    DEFAULT_TOKEN,
+    DEFAULT_USERNAME,
+    SECRET_HEADER,
+    TelegramDouble,
+)
 
 REDIS_URL = "redis://127.0.0.1:6379/8"  # 9-14 belong to the other benchmarks
 USERNAME = "bench-cost"
@@ -105,29 +111,38 @@ def setup(env: dict[str, str], telegram: TelegramDouble, secret: str) -> int:
     )
 
 
-def measure(args: argparse.Namespace, connector_id: int, secret: str) -> dict[str, Step]:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
+class Pipeline:
+    """Runs each step's follow-up when the driver says: the hand-overs (the task queue and
+    "on this worker thread") are patched to keep it instead."""
 
-    from connectors import services as connectors
-    from connectors.base import InboundRequest
-    from workflows import services as workflows
+    def __init__(self, args: argparse.Namespace) -> None:
+        from connectors import services as connectors
+        from workflows import services as workflows
 
-    queued_events: list[int] = []
-    queued_runs: list[str] = []
-    here: list[tuple[str, Callable[[], object]]] = []
-    # The hand-overs: each step's follow-up is kept for the driver instead of being queued.
-    connectors._enqueue_event = queued_events.append  # type: ignore[assignment]
-    workflows._enqueue_run = lambda run_id: queued_runs.append(str(run_id))  # type: ignore[assignment]
-    connectors.in_worker_task = lambda: True  # type: ignore[assignment]
-    connectors._here_or_queued = lambda call, task, *a: here.append((task.name, call))  # type: ignore[assignment]
+        self.args = args
+        self.events: list[int] = []
+        self.runs: list[str] = []
+        self.here: list[tuple[str, Callable[[], object]]] = []
+        connectors._enqueue_event = self.events.append  # type: ignore[assignment]
+        workflows._run_dispatch = self._keep_run
+        connectors.in_worker_task = lambda: True
+        connectors._here_or_queued = self._keep  # type: ignore[assignment]
+        self.steps: dict[str, Step] = defaultdict(Step)
+        self.profiles = {name: cProfile.Profile(time.thread_time) for name in STEPS}
 
-    steps: dict[str, Step] = defaultdict(Step)
-    profiles = {name: cProfile.Profile(time.thread_time) for name in STEPS}
+    def _keep_run(self, run_id: Any, *, here: bool) -> None:
+        self.runs.append(str(run_id))
 
-    def timed(name: str, call: Callable[[], object], measured: bool) -> None:
-        step = steps[name]
-        profile = profiles[name] if (args.profile and measured) else None
+    def _keep(self, call: Callable[[], object], task: Any, *_args: Any) -> None:
+        self.here.append((TASK_STEPS[task.name], call))
+
+    def timed(self, name: str, call: Callable[[], object], measured: bool) -> None:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        step = self.steps[name]
+        profile = self.profiles[name] if (self.args.profile and measured) else None
+        connection.queries_log.clear()  # the log keeps 9,000: indexes past that would be off
         with CaptureQueriesContext(connection) as queries:
             cpu, wall = time.thread_time(), time.perf_counter()
             if profile is not None:
@@ -143,39 +158,49 @@ def measure(args: argparse.Namespace, connector_id: int, secret: str) -> dict[st
             if not step.sql:
                 step.sql = [query["sql"] for query in queries.captured_queries]
 
-    total = args.warmup + args.messages
-    for number in range(total):
-        measured = number >= args.warmup
-        body = json.dumps(update_for(number)).encode()
+    def message(self, number: int, connector_id: int, secret: str) -> None:
+        """One update through every step, in the order the product takes them."""
+        from connectors import services as connectors
+        from connectors.base import InboundRequest
+        from workflows import services as workflows
+
+        measured = number >= self.args.warmup
         request = InboundRequest(
-            body=body,
-            headers={"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": secret},
+            body=json.dumps(update_for(number)).encode(),
+            headers={"Content-Type": "application/json", SECRET_HEADER: secret},
             remote_addr="127.0.0.1",
             received_at=time.time(),
         )
-        timed(
+        self.timed(
             "receive",
-            lambda request=request: connectors.event_receive(
-                connector_id=connector_id, request=request
-            ),
+            lambda: connectors.event_receive(connector_id=connector_id, request=request),
             measured,
         )
-        while queued_events or queued_runs or here:
-            if queued_events:
-                event_id = queued_events.pop(0)
-                timed("event_process", lambda e=event_id: connectors.event_process(event_id=e), measured)
-            elif queued_runs:
-                run_id = queued_runs.pop(0)
-                timed("run_execute", lambda r=run_id: workflows.run_execute(run_id=r), measured)
+        while self.events or self.runs or self.here:
+            if self.events:
+                event = functools.partial(connectors.event_process, event_id=self.events.pop(0))
+                self.timed("event_process", event, measured)
+            elif self.runs:
+                run = functools.partial(workflows.run_execute, run_id=self.runs.pop(0))
+                self.timed("run_execute", run, measured)
             else:
-                task_name, call = here.pop(0)
-                timed(TASK_STEPS[task_name], call, measured)
-    if args.profile:
+                self.timed(*self.here.pop(0), measured)
+
+    def print_profiles(self) -> None:
         for name in STEPS:
             print(f"\n## {name}: cProfile, CPU time of this thread, by cumulative time\n")
-            stats = pstats.Stats(profiles[name])
-            stats.sort_stats("cumulative").print_stats(args.profile)
-    return steps
+            pstats.Stats(self.profiles[name]).sort_stats("cumulative").print_stats(
+                self.args.profile
+            )
+
+
+def measure(args: argparse.Namespace, connector_id: int, secret: str) -> dict[str, Step]:
+    pipeline = Pipeline(args)
+    for number in range(args.warmup + args.messages):
+        pipeline.message(number, connector_id, secret)
+    if args.profile:
+        pipeline.print_profiles()
+    return pipeline.steps
 
 
 def check(connector_id: int, messages: int, telegram: TelegramDouble) -> str:
@@ -193,7 +218,14 @@ def check(connector_id: int, messages: int, telegram: TelegramDouble) -> str:
             f"expected {messages} replied events, succeeded runs and sent messages; "
             f"got {replied}, {succeeded}, {sent}"
         )
-    return f"{messages} of {messages} events replied, runs succeeded, answers sent"
+    methods = sorted({call.method for call in telegram.calls})
+    per_message = ", ".join(
+        f"{method} {len(telegram.calls_to(method)) / messages:.2f}" for method in methods
+    )
+    return (
+        f"{messages} of {messages} events replied, runs succeeded, answers sent; "
+        f"Bot API calls per message: {per_message}"
+    )
 
 
 def report(args: argparse.Namespace, steps: dict[str, Step], checked: str) -> None:

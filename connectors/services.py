@@ -373,13 +373,22 @@ def _enqueue_event(event_id: int) -> None:
     event_process_task.delay(event_id)
 
 
+# What the workers never read back from an event they answer. Loading (and decoding) them
+# cost a third of a message's event step (bench/message_cost.py).
+_WIDE_EVENT_FIELDS = ("payload",)
+
+
 def _event_claim(event_id: int) -> InboundEvent | None:
     claimed = InboundEvent.objects.filter(pk=event_id, status=InboundEvent.Status.RECEIVED).update(
         status=InboundEvent.Status.PROCESSING
     )
     if not claimed:
         return None  # another delivery of the task took it, or it is done
-    return InboundEvent.objects.select_related("connector", "connector__workflow").get(pk=event_id)
+    return (
+        InboundEvent.objects.select_related("connector", "connector__workflow")
+        .defer(*_WIDE_EVENT_FIELDS, "connector__workflow__draft")
+        .get(pk=event_id)
+    )
 
 
 def _event_finish(
@@ -408,7 +417,10 @@ def event_process(*, event_id: int) -> InboundEvent | None:
     answered = False  # a reply of the connector's own to send now (the run's come later)
     try:
         with transaction.atomic():
-            outcome = message_receive(workflow=connector.workflow, message=message)
+            # On a worker, the run executes on this thread once committed: one task hop less.
+            outcome = message_receive(
+                workflow=connector.workflow, message=message, execute_here=in_worker_task()
+            )
             if outcome.status == "started":
                 _event_finish(event, InboundEvent.Status.STARTED, run=outcome.run)
             elif outcome.status == "rate_limited":
@@ -598,7 +610,12 @@ def _here_or_queued(here: Callable[[], object], task: Any, *args: Any) -> None:
 def run_replies_deliver(*, run_id: str) -> list[Delivery]:
     """Turn a finished run's replies into deliveries (once per reply, whatever the number of
     calls) and send them. A failed run without a reply sends the connector's error text."""
-    event = InboundEvent.objects.select_related("connector", "run").filter(run_id=run_id).first()
+    event = (
+        InboundEvent.objects.select_related("connector", "run")
+        .defer(*_WIDE_EVENT_FIELDS, "run__graph", "run__input", "run__output", "run__error")
+        .filter(run_id=run_id)
+        .first()
+    )
     if event is None or event.run is None:
         return []
     run, connector = event.run, event.connector
@@ -694,13 +711,21 @@ def deliveries_flush(*, connector_id: int, chat_id: str) -> int:
     one turns the delivery into a dead letter and the queue goes on.
     """
     sent = 0
+    open_deliveries = Delivery.objects.filter(
+        connector_id=connector_id, chat_id=chat_id, status__in=_OPEN
+    )
     while True:
+        # After a send, the usual answer is "nothing more": a plain read says so in one
+        # statement. A delivery committed since is seen here too (its own flush found this
+        # chat locked and left it to this loop).
+        if sent and not open_deliveries.exists():
+            return sent
         with transaction.atomic():
             try:
                 head = (
-                    Delivery.objects.select_for_update(nowait=True, of=("self",))
+                    open_deliveries.select_for_update(nowait=True, of=("self",))
                     .select_related("connector", "event")
-                    .filter(connector_id=connector_id, chat_id=chat_id, status__in=_OPEN)
+                    .defer(*(f"event__{name}" for name in _WIDE_EVENT_FIELDS), "event__item")
                     .order_by("created_at", "id")
                     .first()
                 )

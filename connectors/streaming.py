@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TYPING_EVERY_S = 4.0  # Telegram shows "typing" for 5 s
+# A run that answers sooner (a template, a fast API) needs no "typing": its answer is the
+# signal, and the Bot API call cost as much worker time as the rest of its delivery
+# (bench/message_cost.py). Any model call takes longer, so its chat still sees "typing".
+TYPING_AFTER_S = 0.3
 RETRY_AFTER_ERROR_S = 2.0
 
 
@@ -84,6 +88,7 @@ class ChatStreamer:
             self._wake.set()
 
     async def _keep_typing(self) -> None:
+        await asyncio.sleep(TYPING_AFTER_S)
         while not self.closing and self.sent is None:
             try:
                 await self.adapter.typing(self.settings, self.target)
@@ -169,7 +174,12 @@ def chat_streamer_for(run: Run) -> ChatStreamer | None:
     channel = run.input.get("channel", "") if isinstance(run.input, dict) else ""
     if run.trigger_kind != "message" or connector_id_of(str(channel)) is None:
         return None
-    event = InboundEvent.objects.select_related("connector").filter(run_id=run.pk).first()
+    event = (
+        InboundEvent.objects.select_related("connector")
+        .defer("payload")
+        .filter(run_id=run.pk)
+        .first()
+    )
     if event is None or not event.item.get("target"):
         return None
     connector = event.connector

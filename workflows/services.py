@@ -11,7 +11,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -351,9 +352,11 @@ def run_start(
     trigger_kind: str = "manual",
     trigger_node: str = "",
     conversation: Conversation | None = None,
+    execute_here: bool = False,
 ) -> Run:
     """Queue a run of the draft (a test run), a given version, or the latest published one.
-    The worker is asked to execute it only once the run row is committed."""
+    The worker is asked to execute it only once the run row is committed; with
+    ``execute_here`` (a caller on a worker's thread), this thread executes it then."""
     if use_draft:
         problems = workflow_validate(graph=workflow.draft, actor=actor)
         if problems:
@@ -378,7 +381,9 @@ def run_start(
                 }
             ]
         )
-    with transaction.atomic():
+    # No savepoint when the caller has a transaction (a chat message's): nothing here is
+    # retried on its own, and the two statements it cost were a tenth of a message's.
+    with transaction.atomic(savepoint=False):
         run = Run.objects.create(
             workflow=workflow,
             version=None if use_draft else version,
@@ -389,7 +394,7 @@ def run_start(
             conversation=conversation,
             created_by=actor,
         )
-        transaction.on_commit(lambda: _enqueue_run(run.pk))
+        transaction.on_commit(functools.partial(_run_dispatch, run.pk, here=execute_here))
     return run
 
 
@@ -405,6 +410,21 @@ def _enqueue_run(run_id: Any) -> None:
     from workflows.tasks import run_execute_task
 
     run_execute_task.delay(str(run_id))
+
+
+def _run_dispatch(run_id: Any, *, here: bool) -> None:
+    """Execute a committed run on this thread, or queue it. Executing here saves a chat
+    message its second task (publish, queue wait, consume: docs/benchmarks.md). Should this
+    thread fail before the run is claimed, the queued task runs it; after, runs_sweep does."""
+    if here:
+        try:
+            run_execute(run_id=str(run_id))
+            return
+        except Run.DoesNotExist:
+            return  # its workflow was deleted meanwhile, as in run_execute_task
+        except Exception:
+            logger.exception("run %s failed to execute on this thread; queued", run_id)
+    _enqueue_run(run_id)
 
 
 # --- messages and conversations ------------------------------------------------------------
@@ -440,8 +460,10 @@ def message_receive(
     message: ChatMessage,
     actor: Any = None,
     version: WorkflowVersion | None = None,
+    execute_here: bool = False,
 ) -> MessageOutcome:
     """Offer a chat message to the workflow's published version (or a pinned one).
+    ``execute_here``: see :func:`run_start`.
 
     A message no trigger accepts starts nothing. Over the workflow's per-user rate limit, the
     caller gets the polite reply to send and no run is created. Otherwise the message joins
@@ -470,8 +492,8 @@ def message_receive(
                 reply=limit.message,
                 retry_after_s=bucket.retry_after_s,
             )
-    with transaction.atomic():
-        conversation, _created = Conversation.objects.get_or_create(
+    with transaction.atomic(savepoint=False):  # see run_start
+        conversation, created = Conversation.objects.get_or_create(
             workflow=workflow,
             channel=message.channel,
             chat_id=message.chat_id,
@@ -485,6 +507,7 @@ def message_receive(
             trigger_kind="message",
             trigger_node=trigger_node,
             conversation=conversation,
+            execute_here=execute_here,
         )
         ConversationMessage.objects.create(
             conversation=conversation,
@@ -492,8 +515,8 @@ def message_receive(
             text=message.text,
             run=run,
         )
-        # Touch the conversation, so that "last message" sorts it first.
-        conversation.save(update_fields=["updated_at"])
+        if not created:  # touch it, so that "last message" sorts it first
+            conversation.save(update_fields=["updated_at"])
     MESSAGES_RECEIVED.labels("started").inc()
     return MessageOutcome("started", run=run)
 
@@ -875,12 +898,24 @@ def _node_runs(run: Run, events: list[TraceEvent], secrets: Collection[str] = ()
     return rows
 
 
+_TRACE_EVENT_FIELDS = tuple(field.name for field in dataclass_fields(TraceEvent))
+
+
 def _event_message(event: TraceEvent, secrets: Collection[str] = ()) -> dict[str, Any]:
-    data = {key: value for key, value in asdict(event).items() if value not in (None, 0, 0.0)}
+    # Shallow: dataclasses.asdict copied every input and output deeply, only for _capped to
+    # copy them again (a tenth of a short run's CPU, bench/message_cost.py).
+    data = {
+        key: value
+        for key in _TRACE_EVENT_FIELDS
+        if (value := getattr(event, key)) not in (None, 0, 0.0)
+    }
     for key in ("inputs", "outputs"):
         if key in data:
             data[key] = _capped(data[key], secrets)
     return {"type": "trace.event", "event": _mask_secrets(data, secrets)}
+
+
+TRACE_BATCH_S = 0.05
 
 
 async def _execute_streaming(
@@ -899,11 +934,15 @@ async def _execute_streaming(
     secrets = _secrets_of(resources)
 
     async def publish(layer: Any) -> None:
-        # Events that arrive while a send is under way go out together in the next message:
-        # a short run then costs one or two Redis round trips, not one per event.
+        # Events go out together, gathered for up to TRACE_BATCH_S (or until the run ends):
+        # a short run costs one Redis round trip, a streaming one about 20 a second, not one
+        # per event (each group send is two or three Redis commands).
         group, finished = run_group(run.pk), False
         while not finished:
             batch = [await queue.get()]
+            if batch[0] is not None and not ended.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), TRACE_BATCH_S)
             while not queue.empty():
                 batch.append(queue.get_nowait())
             finished = batch[-1] is None
@@ -924,6 +963,7 @@ async def _execute_streaming(
             except Exception:  # an observer's bug must not fail the run
                 logger.exception("run observer %r failed on an event of run %s", observer, run.pk)
 
+    ended = asyncio.Event()
     publisher = asyncio.ensure_future(publish(layer)) if layer is not None else None
     cancel = asyncio.Event()
     heartbeat = asyncio.ensure_future(_heartbeat(run.pk, cancel))
@@ -941,6 +981,7 @@ async def _execute_streaming(
         with contextlib.suppress(asyncio.CancelledError):
             await heartbeat
         if publisher is not None:
+            ended.set()
             queue.put_nowait(None)
             await publisher
         for observer in observers:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from celery.signals import before_task_publish
 from django.test import Client
 from django.utils import timezone
 
@@ -106,6 +107,32 @@ def test_a_private_message_is_answered_once_even_when_telegram_redelivers_it(
     sent = telegram.calls_to("sendMessage")[0].params
     assert sent["reply_parameters"]["message_id"] == 42
     assert "parse_mode" not in sent  # model output goes out as plain text
+
+
+def test_a_quick_answer_takes_one_task_and_one_bot_api_call(
+    bot: Connector, telegram: TelegramDouble, worker: None
+) -> None:
+    # The run executes in the event's task, on its thread (no second task), and a run
+    # answered before "typing" would show sends no chat action.
+    published: list[str] = []
+
+    def record(sender: str | None = None, **_kwargs: Any) -> None:
+        published.append(str(sender))
+
+    before = len(telegram.calls)
+    before_task_publish.connect(record, weak=False)
+    try:
+        assert post(bot, update("private_text")).status_code == 200
+        wait_for(lambda: Delivery.objects.filter(status="sent").exists())
+        time.sleep(1.0)  # time for a late task or chat action to show, were there one
+    finally:
+        before_task_publish.disconnect(record)
+    assert published == ["connectors.event_process"]
+    assert [call.method for call in telegram.calls[before:]] == ["sendMessage"]
+    run = Run.objects.get()
+    assert run.status == "succeeded"
+    assert run.node_runs.count() == 3
+    assert InboundEvent.objects.get().status == "replied"
 
 
 @pytest.mark.parametrize(("secret", "status"), [(None, 401), ("wrong", 401)])
