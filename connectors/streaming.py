@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import sync_to_async
@@ -45,40 +46,51 @@ TYPING_AFTER_S = 0.3
 RETRY_AFTER_ERROR_S = 2.0
 
 
-class ChatStreamer:
-    """Follows one run; see the module docstring."""
+@dataclass(frozen=True)
+class StreamChat:
+    """Where a run's answer streams to: its event's chat on its connector."""
 
-    def __init__(
-        self,
-        *,
-        adapter: Adapter,
-        settings: ConnectorSettings,
-        target: ReplyTarget,
-        event_id: int,
-        run_id: str,
-        stream: bool,
-    ) -> None:
-        self.adapter, self.settings, self.target = adapter, settings, target
-        self.event_id, self.run_id, self.stream = event_id, run_id, stream
+    adapter: Adapter
+    settings: ConnectorSettings
+    target: ReplyTarget
+    event_id: int
+    stream: bool
+
+
+class ChatStreamer:
+    """Follows one run; see the module docstring. Its chat is looked up only when first
+    needed ("typing" is due, or the first tokens): a run that answers sooner costs no query
+    here (bench/message_cost.py)."""
+
+    def __init__(self, *, run_id: str) -> None:
+        self.run_id = run_id
+        self.chat: StreamChat | None = None
         self.texts: dict[str, str] = {}
         self.node = ""
         self.sent: SentMessage | None = None
         self.shown = ""
         self.closing = False
         self.given_up = False
+        self._looked_up = False
         self._wake: asyncio.Event | None = None
         self._pump: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"ChatStreamer(connector={self.settings.connector_id}, run={self.run_id})"
+        return f"ChatStreamer(run={self.run_id})"
+
+    async def _chat(self) -> StreamChat | None:
+        if not self._looked_up:
+            self._looked_up = True
+            self.chat = await sync_to_async(stream_chat_of, thread_sensitive=True)(self.run_id)
+        return self.chat
 
     def on_event(self, event: TraceEvent) -> None:
         if event.kind == "run_started" and self._typing is None:
             self._typing = asyncio.ensure_future(self._keep_typing())
         elif event.kind in {"node_started", "node_retry"} and event.node_id in self.texts:
             self.texts[event.node_id] = ""  # a retried model call starts its answer again
-        elif event.kind == "node_delta" and event.node_id and self.stream:
+        elif event.kind == "node_delta" and event.node_id:
             delta = str((event.outputs or {}).get("delta", ""))
             self.texts[event.node_id] = self.texts.get(event.node_id, "") + delta
             self.node = event.node_id
@@ -89,44 +101,48 @@ class ChatStreamer:
 
     async def _keep_typing(self) -> None:
         await asyncio.sleep(TYPING_AFTER_S)
-        while not self.closing and self.sent is None:
+        chat = await self._chat()
+        while chat is not None and not self.closing and self.sent is None:
             try:
-                await self.adapter.typing(self.settings, self.target)
+                await chat.adapter.typing(chat.settings, chat.target)
             except DeliveryError as exc:
                 logger.info("typing signal refused for run %s: %s", self.run_id, exc.message)
                 return
             await asyncio.sleep(TYPING_EVERY_S)
 
-    def _wanted(self) -> str:
+    def _wanted(self, chat: StreamChat) -> str:
         text = self.texts.get(self.node, "")
         # Past what one message holds, the final delivery splits the answer; until then the
         # message shows the first part.
-        return text[: self.adapter.max_message_chars]
+        return text[: chat.adapter.max_message_chars]
 
     async def _run_pump(self) -> None:
         assert self._wake is not None  # noqa: S101  (set before the pump starts)
+        chat = await self._chat()
+        if chat is None or not chat.stream:
+            return
         last_edit = 0.0
         while not self.closing and not self.given_up:
             await self._wake.wait()
             self._wake.clear()
-            wait = last_edit + self.adapter.edit_interval_s - time.monotonic()
+            wait = last_edit + chat.adapter.edit_interval_s - time.monotonic()
             if wait > 0:
                 await asyncio.sleep(wait)
             if self.closing:
                 return
-            text = self._wanted()
+            text = self._wanted(chat)
             if not text.strip() or text == self.shown:
                 continue
             try:
                 if self.sent is None:
                     message = OutboundMessage(
                         text=text,
-                        target=self.target,
+                        target=chat.target,
                         idempotency_key=f"run:{self.run_id}:stream",
                     )
-                    self.sent = await self.adapter.stream_start(self.settings, message)
+                    self.sent = await chat.adapter.stream_start(chat.settings, message)
                 else:
-                    self.sent = await self.adapter.stream_update(self.settings, self.sent, text)
+                    self.sent = await chat.adapter.stream_update(chat.settings, self.sent, text)
             except DeliveryError as exc:
                 if exc.permanent:
                     self.given_up = True
@@ -149,10 +165,10 @@ class ChatStreamer:
             self._wake.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
-        if self.sent is not None:
+        if self.sent is not None and self.chat is not None:
             stream = {"message_ids": self.sent.message_ids, "handle": self.sent.handle}
             await sync_to_async(_stream_record, thread_sensitive=True)(
-                self.event_id, {**stream, "text": self.shown}
+                self.chat.event_id, {**stream, "text": self.shown}
             )
 
 
@@ -166,28 +182,35 @@ def _stream_record(event_id: int, stream: dict[str, Any]) -> None:
         close_old_connections()  # a helper thread no request cycle closes for
 
 
+def stream_chat_of(run_id: str) -> StreamChat | None:
+    """The chat of the event that started the run, or None (no event, or no target)."""
+    try:
+        event = (
+            InboundEvent.objects.select_related("connector")
+            .defer("payload")
+            .filter(run_id=run_id)
+            .first()
+        )
+        if event is None or not event.item.get("target"):
+            return None
+        connector = event.connector
+        return StreamChat(
+            adapter=adapter_for(connector.platform),
+            settings=connector_settings(connector),
+            target=ReplyTarget(**event.item["target"]),
+            event_id=event.pk,
+            stream=connector.streaming,
+        )
+    finally:
+        close_old_connections()  # a helper thread no request cycle closes for
+
+
 def chat_streamer_for(run: Run) -> ChatStreamer | None:
     """``workflows.signals.run_observer_factories`` entry: a streamer for runs a connector
-    started (one query for those, none for other runs)."""
+    started (no query: the streamer looks its chat up when it first needs it)."""
     from connectors.services import connector_id_of
 
     channel = run.input.get("channel", "") if isinstance(run.input, dict) else ""
     if run.trigger_kind != "message" or connector_id_of(str(channel)) is None:
         return None
-    event = (
-        InboundEvent.objects.select_related("connector")
-        .defer("payload")
-        .filter(run_id=run.pk)
-        .first()
-    )
-    if event is None or not event.item.get("target"):
-        return None
-    connector = event.connector
-    return ChatStreamer(
-        adapter=adapter_for(connector.platform),
-        settings=connector_settings(connector),
-        target=ReplyTarget(**event.item["target"]),
-        event_id=event.pk,
-        run_id=str(run.pk),
-        stream=connector.streaming,
-    )
+    return ChatStreamer(run_id=str(run.pk))

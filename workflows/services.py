@@ -684,22 +684,26 @@ def webhook_run_status(
 
 
 def _conversation_memory(run: Run, turns: int) -> dict[str, Any]:
-    """What templates read as ``conversation``: who, and the earlier messages, oldest first."""
-    if run.conversation_id is None:
+    """What templates read as ``conversation``: who, and the earlier messages, oldest first.
+    Who comes with the run's claim (:func:`_run_claim`); a run without a conversation
+    (deleted since it was queued) has no memory."""
+    conversation_id = run.conversation_id
+    channel = getattr(run, "conversation_channel", None)
+    if conversation_id is None or channel is None:
         return {}
-    conversation = Conversation.objects.get(pk=run.conversation_id)
     earlier = (
-        conversation.messages.exclude(run_id=run.pk)
+        ConversationMessage.objects.filter(conversation_id=conversation_id)
+        .exclude(run_id=run.pk)
         .order_by("-id")
         .values_list("role", "text")[: turns * 2]
         if turns
         else []
     )
     return {
-        "id": str(conversation.pk),
-        "channel": conversation.channel,
-        "chat_id": conversation.chat_id,
-        "user_id": conversation.end_user_id,
+        "id": str(conversation_id),
+        "channel": channel,
+        "chat_id": getattr(run, "conversation_chat_id", ""),
+        "user_id": getattr(run, "conversation_user_id", ""),
         "history": [{"role": role, "text": text} for role, text in reversed(list(earlier))],
     }
 
@@ -1114,14 +1118,20 @@ def _release_connection() -> None:
 
 def _run_claim(run_id: str) -> Run | None:
     """Mark a queued run running and return it, in one statement (no explicit transaction:
-    a short run's cost is mostly database round trips). None if it is not queued: another
-    delivery of the task took it, or it was cancelled."""
+    a short run's cost is mostly database round trips), with its conversation's channel,
+    chat and user as ``conversation_channel``, ``conversation_chat_id`` and
+    ``conversation_user_id`` (None without one). None if it is not queued: another delivery
+    of the task took it, or it was cancelled."""
     fields = Run._meta
     now = timezone.now()
     started = fields.get_field("started_at").get_db_prep_value(now, connection)
     claimed = Run.objects.raw(
-        f"UPDATE {fields.db_table} SET status = %s, started_at = %s, heartbeat_at = %s, "  # noqa: S608  (names from the model, values as parameters)
-        "attempts = attempts + 1 WHERE id = %s AND status = %s RETURNING *",
+        f"WITH claimed AS (UPDATE {fields.db_table} SET status = %s, started_at = %s, "  # noqa: S608  (names from the models, values as parameters)
+        "heartbeat_at = %s, attempts = attempts + 1 WHERE id = %s AND status = %s "
+        "RETURNING *) SELECT claimed.*, c.channel AS conversation_channel, "
+        "c.chat_id AS conversation_chat_id, c.end_user_id AS conversation_user_id "
+        f"FROM claimed LEFT JOIN {Conversation._meta.db_table} c "
+        "ON c.id = claimed.conversation_id",
         [
             Run.Status.RUNNING.value,
             started,
