@@ -9,8 +9,9 @@ Every process whose command line contains a kind's text is sampled (``py-spy rec
 raw``, 100 samples a second, idle threads left out) for the same window; the samples of one
 kind are added up and two lists printed: the functions of this repository that the most
 samples passed through (inclusive: the step that costs), and the functions the most samples
-were in (self: where the CPU actually is, libraries included). ``--gil`` counts only samples
-holding the GIL (Python work, not waits). Needs ptrace rights (root, or
+were in (self: where the CPU actually is, libraries included). Samples whose innermost frame
+is a wait (select, poll, a lock, a socket read) are counted apart and left out of the
+shares. ``--gil`` counts only samples holding the GIL. Needs ptrace rights (root, or
 ``kernel.yama.ptrace_scope`` 0).
 """
 
@@ -30,18 +31,28 @@ DEFAULT_KINDS = ("web=uvicorn", "runs=worker -Q runs")
 
 
 def processes(text: str) -> list[int]:
-    """Python processes whose command line contains ``text`` (not this one)."""
-    found = []
+    """Python processes whose command line contains ``text``, and their children (uvicorn's
+    workers are spawned with another command line); never this one."""
+    commands: dict[int, str] = {}
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        if text in command and "python" in command and "profile_processes" not in command:
-            found.append(int(entry.name))
-    return sorted(found)
+        pid = int(entry.name)
+        commands[pid] = command
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+    found = {
+        pid
+        for pid, command in commands.items()
+        if text in command and "profile_processes" not in command
+    }
+    found |= {pid for pid, parent in parents.items() if parent in found}
+    return sorted(pid for pid in found if "python" in commands[pid])
 
 
 def frame_name(frame: str) -> str:
@@ -55,10 +66,32 @@ def frame_name(frame: str) -> str:
     return f"{path}:{function}"
 
 
+# Leaves that are a thread waiting (on sockets, locks, the database) rather than working:
+# py-spy's idle detection misses some of them without pausing the process.
+WAITING = (
+    "select",
+    "poll",
+    "wait",
+    "_worker",
+    "sleep",
+    "read",
+    "recv",
+    "recv_into",
+    "accept",
+    "acquire",
+)
+
+
+def waiting(frame: str) -> bool:
+    function = frame_name(frame).rsplit(":", 1)[1]
+    # An event loop's run as the innermost Python frame: it is in epoll_wait.
+    return function.rsplit(".", 1)[-1] in WAITING or function == "Runner.run"
+
+
 def summarise(files: list[Path], top: int) -> tuple[int, list[str]]:
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    total = 0
+    total = waits = 0
     for file in files:
         for line in file.read_text(encoding="utf-8", errors="replace").splitlines():
             stack, _, count_text = line.rpartition(" ")
@@ -68,12 +101,21 @@ def summarise(files: list[Path], top: int) -> tuple[int, list[str]]:
             frames = [frame for frame in stack.split(";") if " (" in frame]
             if not frames:
                 continue
+            if waiting(frames[-1]):
+                waits += count
+                continue
             total += count
             own[frame_name(frames[-1])] += count
-            ours = {frame_name(frame) for frame in frames if str(REPO) in frame}
+            ours = {
+                frame_name(frame)
+                for frame in frames
+                if str(REPO) in frame and "/.venv/" not in frame and "site-packages" not in frame
+            }
             for name in ours:
                 inclusive[name] += count
-    lines = [f"  {'share':>6}  inclusive, this repository's functions"]
+    total = max(total, 1)
+    lines = [f"  {waits:,} samples waiting (sockets, locks, the database) left out"]
+    lines += [f"  {'share':>6}  inclusive, this repository's functions"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in inclusive.most_common(top)]
     lines += [f"  {'share':>6}  self, any function"]
     lines += [f"  {n / total:6.1%}  {name}" for name, n in own.most_common(top)]
@@ -102,6 +144,7 @@ def main() -> None:
             for pid in pids:
                 output = Path(folder) / f"{name}-{pid}.txt"
                 argv = [py_spy, "record", "--format", "raw", "--rate", "100", "--nonblocking"]
+                argv.append("--full-filenames")  # to tell this repository's frames apart
                 argv += ["-d", str(round(args.seconds)), "-p", str(pid), "-o", str(output)]
                 if args.gil:
                     argv.append("--gil")
@@ -116,7 +159,7 @@ def main() -> None:
             if not files:
                 continue
             total, lines = summarise(files, args.top)
-            print(f"\n{name}: {len(files)} processes, {total:,} samples over {args.seconds:g} s")
+            print(f"\n{name}: {len(files)} processes, {total:,} busy samples in {args.seconds:g} s")
             print("\n".join(lines))
 
 

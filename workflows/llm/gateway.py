@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import functools
 import math
 import random
 import re
@@ -264,12 +263,21 @@ def _health_url(base_url: str) -> str:
     return f"{root}/health"
 
 
-@functools.cache
+_tls_lock = threading.Lock()
+_tls_shared: list[ssl.SSLContext] = []
+
+
 def _tls_context() -> ssl.SSLContext:
     """One TLS context per process, shared by every client: building one loads the CA
     bundle (about 25 ms of CPU), and each worker thread makes its own clients
-    (bench/llm_gateway.py found it dominating a fresh thread's first runs)."""
-    return ssl.create_default_context()
+    (bench/llm_gateway.py found it dominating a fresh thread's first runs). Built under a
+    lock: without it, a burst reaching a fresh worker had each of its threads build one at
+    once (a third of the workers' CPU in the first seconds of bench/end_to_end.py's fan-out,
+    functools.cache does not stop that)."""
+    with _tls_lock:
+        if not _tls_shared:
+            _tls_shared.append(ssl.create_default_context())
+        return _tls_shared[0]
 
 
 class Gateway:

@@ -4,6 +4,7 @@ not capped below max_concurrency by the HTTP pool."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -120,3 +121,39 @@ def test_a_cancelled_call_gives_back_its_slot_and_in_flight_count(vllm_double: V
     assert sample("assistant_llm_in_flight", endpoint=endpoint.name) == 0
     vllm_double.ttft_s = 0
     assert run(gateway, gateway.chat([endpoint], ask())).text == "Echo: hello there"
+
+
+def test_threads_starting_at_once_share_one_tls_context(
+    monkeypatch: pytest.MonkeyPatch, vllm_double: VllmDouble
+) -> None:
+    # A burst reaching a fresh worker: every thread makes its first client at the same
+    # moment. The CA bundle is loaded once per process, not once per thread.
+    from workflows.llm import gateway as gateway_module
+
+    built: list[ssl.SSLContext] = []
+    create = ssl.create_default_context
+
+    def slow_create(*args: object, **kwargs: object) -> ssl.SSLContext:
+        time.sleep(0.05)  # loading the bundle takes a while: the others arrive meanwhile
+        context = create()
+        built.append(context)
+        return context
+
+    monkeypatch.setattr(gateway_module, "_tls_shared", [])
+    monkeypatch.setattr(gateway_module.ssl, "create_default_context", slow_create)
+    gateway = fast_gateway()
+    endpoint = endpoint_for(vllm_double)
+    start = threading.Barrier(8)
+    texts: list[str] = []
+
+    def worker(number: int) -> None:
+        start.wait()
+        texts.append(run(gateway, gateway.chat([endpoint], ask(f"t{number}"))).text)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(texts) == 8
+    assert len(built) == 1
