@@ -17,6 +17,14 @@ source .env
 set +a
 export DJANGO_SETTINGS_MODULE=assistant_site.settings.base
 WEB_PORT="${WEB_PORT:-8000}"
+# The local Chroma server listens where a loopback CHROMA_URL points; CHROMA_PORT, when set,
+# moves both (the processes would otherwise look for Chroma where it is not).
+LOCAL_CHROMA='^http://(127\.0\.0\.1|localhost):([0-9]+)/?$'
+if [ -n "${CHROMA_PORT:-}" ] && [[ "${CHROMA_URL:-}" =~ $LOCAL_CHROMA ]]; then
+    export CHROMA_URL="http://127.0.0.1:$CHROMA_PORT"
+elif [[ "${CHROMA_URL:-}" =~ $LOCAL_CHROMA ]]; then
+    CHROMA_PORT="${BASH_REMATCH[2]}"
+fi
 CHROMA_PORT="${CHROMA_PORT:-8001}"
 # Without Redis the channel layer lives in one process's memory: one web process then.
 WEB_WORKERS="${WEB_WORKERS:-$([ -n "${REDIS_URL:-}" ] && echo 2 || echo 1)}"
