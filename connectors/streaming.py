@@ -71,7 +71,7 @@ class ChatStreamer:
         self.shown = ""
         self.closing = False
         self.given_up = False
-        self._looked_up = False
+        self._lookup: asyncio.Future[StreamChat | None] | None = None
         self._wake: asyncio.Event | None = None
         self._pump: asyncio.Task[None] | None = None
         self._typing: asyncio.Task[None] | None = None
@@ -80,9 +80,14 @@ class ChatStreamer:
         return f"ChatStreamer(run={self.run_id})"
 
     async def _chat(self) -> StreamChat | None:
-        if not self._looked_up:
-            self._looked_up = True
-            self.chat = await sync_to_async(stream_chat_of, thread_sensitive=True)(self.run_id)
+        # One lookup, awaited by whoever needs it first and by the other too ("typing" and
+        # the first tokens can both be waiting for it); shielded, so that stopping the
+        # typing task does not cancel the lookup the pump waits for.
+        if self._lookup is None:
+            self._lookup = asyncio.ensure_future(
+                sync_to_async(stream_chat_of, thread_sensitive=True)(self.run_id)
+            )
+        self.chat = await asyncio.shield(self._lookup)
         return self.chat
 
     def on_event(self, event: TraceEvent) -> None:
@@ -165,6 +170,11 @@ class ChatStreamer:
             self._wake.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
+        if self._lookup is not None and not self._lookup.done():
+            # Started for a "typing" that the run's end cancelled: let it finish, not leave
+            # it pending on the thread's loop.
+            with contextlib.suppress(Exception):
+                await self._lookup
         if self.sent is not None and self.chat is not None:
             stream = {"message_ids": self.sent.message_ids, "handle": self.sent.handle}
             await sync_to_async(_stream_record, thread_sensitive=True)(

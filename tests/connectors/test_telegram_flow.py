@@ -5,6 +5,7 @@ sweeper, streaming while a slow model answers."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import time
@@ -18,12 +19,13 @@ from celery.signals import before_task_publish
 from django.test import Client
 from django.utils import timezone
 
-from connectors import services
+from connectors import services, streaming
 from connectors.models import Connector, Delivery, InboundEvent
 from tests.connectors.conftest import echo_chat_graph, llm_chat_graph
 from tests.doubles.telegram_server import DEFAULT_TOKEN, DEFAULT_USERNAME, TelegramDouble
 from tests.doubles.vllm_server import VllmDouble
 from workflows import services as workflow_services
+from workflows.engine.executor import TraceEvent
 from workflows.models import ConversationMessage, Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -242,6 +244,44 @@ def test_the_sweeper_processes_events_a_lost_task_left_behind(
     counts = services.connectors_sweep(now=timezone.now() + timedelta(minutes=2))
     assert counts["events"] == 1
     wait_for(lambda: len(telegram.messages(ALICE)) == 1)
+
+
+def test_tokens_arriving_while_typing_looks_up_the_chat_still_stream(
+    bot: Connector, telegram: TelegramDouble, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The streamer looks its chat up once, when "typing" is due or the first tokens come,
+    # whichever is first. Here "typing" starts the lookup, which is slow, and the first
+    # tokens arrive meanwhile: they wait for the same lookup and are shown.
+    monkeypatch.setattr(services, "_enqueue_event", lambda event_id: None)
+    monkeypatch.setattr(workflow_services, "_run_dispatch", lambda run_id, here: None)
+    post(bot, update("private_text"))
+    event = services.event_process(event_id=InboundEvent.objects.get().pk)
+    assert event is not None
+    assert event.run is not None
+    looked_up = streaming.stream_chat_of
+
+    def slow_lookup(run_id: str) -> Any:
+        time.sleep(0.3)
+        return looked_up(run_id)
+
+    monkeypatch.setattr(streaming, "stream_chat_of", slow_lookup)
+    monkeypatch.setattr(streaming, "TYPING_AFTER_S", 0.0)
+    streamer = streaming.chat_streamer_for(event.run)
+    assert streamer is not None
+
+    async def run() -> None:
+        streamer.on_event(TraceEvent(kind="run_started"))
+        await asyncio.sleep(0.05)  # typing's lookup is under way
+        delta = TraceEvent(kind="node_delta", node_id="think", outputs={"delta": "退款政策"})
+        streamer.on_event(delta)
+        await asyncio.sleep(1.0)
+        await streamer.close()
+
+    asyncio.run(run())
+    assert telegram.messages(ALICE) == ["退款政策"]
+    assert any(action == "typing" for _chat, action in telegram.actions())
+    event.refresh_from_db()
+    assert event.item["stream"]["text"] == "退款政策"
 
 
 def test_the_answer_streams_into_one_message_while_a_slow_model_writes_it(
