@@ -140,7 +140,7 @@ def test_threads_starting_at_once_share_one_tls_context(
         return context
 
     monkeypatch.setattr(gateway_module, "_tls_shared", [])
-    monkeypatch.setattr(gateway_module.ssl, "create_default_context", slow_create)
+    monkeypatch.setattr(ssl, "create_default_context", slow_create)
     gateway = fast_gateway()
     endpoint = endpoint_for(vllm_double)
     start = threading.Barrier(8)
