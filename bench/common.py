@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DATABASE_URL = "postgres://postgres@127.0.0.1:5432/assistant_studio_bench"
@@ -52,6 +53,27 @@ def production_env(var_dir: Path, *, redis_url: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+def setup_django(env: dict[str, str], username: str) -> Any:
+    """Points this process at the benchmark's settings and database (``env`` replaces the
+    environment); answers the benchmark's user, created if missing."""
+    os.environ.clear()
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    return user
+
+
+def prepare_database(env: dict[str, str], timeout_s: float = 300.0) -> None:
+    """Creates the benchmark's database if missing and migrates it."""
+    log("creating the database if missing, migrating")
+    run_step([sys.executable, "scripts/create_database.py", env["DATABASE_URL"]], env, 30)
+    run_step([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env, timeout_s)
 
 
 def run_step(argv: Sequence[str], env: dict[str, str], timeout_s: float = 120.0) -> str:

@@ -52,6 +52,7 @@ from types import FrameType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import common
 from bench.common import (
     DATABASE_URL,
     REPO,
@@ -229,16 +230,7 @@ def prepare(var_dir: Path) -> dict[str, str]:
 
 
 def setup_django(env: dict[str, str]) -> Any:
-    """Points this process at the server's settings and database; returns the bench user."""
-    os.environ.clear()
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-
-    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
-    return user
+    return common.setup_django(env, USERNAME)
 
 
 def message_graph() -> dict[str, Any]:

@@ -78,6 +78,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import common
 from bench.common import REPO, BenchError, log, percentile_ms, production_env, run_step
 from bench.http_servers import HOST, SERVERS, free_port, machine_lines, running_server, version
 
@@ -456,16 +457,7 @@ def prepare(var_dir: Path, dist: Path, database_url: str) -> dict[str, str]:
 
 
 def setup_django(env: dict[str, str]) -> Any:
-    """Points this process at the server's settings and database; returns the bench user."""
-    os.environ.clear()
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-
-    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
-    return user
+    return common.setup_django(env, USERNAME)
 
 
 def bench_endpoint(user: Any) -> None:

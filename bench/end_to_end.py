@@ -61,16 +61,14 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench import connector_ingress
+from bench import common, connector_ingress
 from bench.common import (
-    DATABASE_URL,
     REPO,
     BenchError,
     log,
     log_tracebacks,
     percentile_ms,
     production_env,
-    run_step,
 )
 from bench.http_servers import (
     SERVERS,
@@ -245,15 +243,7 @@ class Objects:
 
 
 def setup_django(env: dict[str, str]) -> Any:
-    os.environ.clear()
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-
-    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
-    return user
+    return common.setup_django(env, USERNAME)
 
 
 def published(user: Any, name: str, graph: dict[str, Any]) -> Any:
@@ -358,12 +348,6 @@ def build_objects(
     objects.webchat_connector = webchat_connector(user, qa_flow)
     connection.close()
     return objects
-
-
-def prepare_database(env: dict[str, str]) -> None:
-    log("creating the database if missing, migrating")
-    run_step([sys.executable, "scripts/create_database.py", DATABASE_URL], env, 30)
-    run_step([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env, 300)
 
 
 def flush_redis() -> None:
@@ -1226,7 +1210,7 @@ def start_stack(
     env["SECRETS_KEYS"] = f"bench:{base64.b64encode(os.urandom(32)).decode()}"
     # The doubles listen on loopback, which outbound calls refuse by default (SSRF).
     env["OUTBOUND_HTTP_ALLOWED_HOSTS"] = "127.0.0.1/32"
-    prepare_database(env)
+    common.prepare_database(env)
     env["CHROMA_URL"] = stack.enter_context(chroma_server(var_dir / "chroma"))
     user = setup_django(env)
     delete_earlier(user)

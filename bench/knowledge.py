@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import common
 from bench.common import (
     DATABASE_URL,
     REPO,
@@ -222,15 +223,7 @@ def chroma_server(path: Path) -> Iterator[str]:
 
 
 def setup_django(env: dict[str, str]) -> Any:
-    os.environ.clear()
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-
-    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
-    return user
+    return common.setup_django(env, USERNAME)
 
 
 # --- timers -------------------------------------------------------------------------------

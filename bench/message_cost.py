@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import DATABASE_URL, log, production_env, run_step
+from bench.common import log, prepare_database, production_env, setup_django
 from bench.http_servers import machine_lines
 from tests.doubles.telegram_server import (
     DEFAULT_TOKEN,
@@ -86,20 +86,13 @@ def update_for(number: int) -> dict[str, Any]:
 
 
 def setup(env: dict[str, str], telegram: TelegramDouble, secret: str) -> int:
-    os.environ.clear()
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-
+    user = setup_django(env, USERNAME)
     from bench.end_to_end import echo_graph, published, telegram_connector
     from connectors.models import Connector
 
     Connector.objects.filter(name__startswith=f"bench-e2e-{DEFAULT_USERNAME}").filter(
         workflow__name__startswith="bench cost echo"
     ).delete()
-    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
     workflow = published(user, f"bench cost echo {secrets.token_hex(3)}", echo_graph())
     return telegram_connector(
         user,
@@ -264,9 +257,7 @@ def main() -> None:
         (Path(var) / "prometheus").mkdir()
         env["SECRETS_KEYS"] = f"bench:{base64.b64encode(os.urandom(32)).decode()}"
         env["OUTBOUND_HTTP_ALLOWED_HOSTS"] = "127.0.0.1/32"
-        log("creating the database if missing, migrating")
-        run_step([sys.executable, "scripts/create_database.py", DATABASE_URL], env, 30)
-        run_step([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env, 300)
+        prepare_database(env)
         secret = secrets.token_urlsafe(24)
         telegram = TelegramDouble().start()
         try:

@@ -45,6 +45,7 @@ from types import FrameType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench import common
 from bench.common import (
     DATABASE_URL,
     REPO,
@@ -141,15 +142,8 @@ def wait_worker_ready(proc: subprocess.Popen[bytes]) -> None:
 
 def setup_django(env: dict[str, str]) -> Any:
     """Points this process at the same settings as the worker; returns the bench user."""
-    os.environ.clear()
-    os.environ.update(env)
-    import django
-
-    django.setup()
+    user = common.setup_django(env, USERNAME)
     importlib.import_module("bench.sleep_node")  # validation must know `bench_sleep`
-    from django.contrib.auth import get_user_model
-
-    user, _ = get_user_model().objects.get_or_create(username=USERNAME)
     return user
 
 
